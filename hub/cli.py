@@ -1,0 +1,276 @@
+"""`modelhub`: the command line.
+
+Every user error exits non-zero with one line on stderr, never a traceback. Progress bars appear
+on a terminal only (and never with --quiet), so scripts get clean output.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import uuid
+from pathlib import Path
+
+import click
+
+from schemas.errors import InvalidArgument, ModelhubError
+from schemas.manifest import dump_manifest
+
+DEFAULT_STORE = os.path.join("~", ".modelhub", "store")
+
+
+class _Group(click.Group):
+    """Turns the project's errors (and OS errors on local files) into one-line messages."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except ModelhubError as e:
+            raise click.ClickException(str(e)) from e
+        except OSError as e:
+            raise click.ClickException(f"{e.strerror or e}: {e.filename}" if e.filename else str(e)) from e
+
+
+def _registry(ctx: click.Context):
+    from .registry import Registry
+
+    obj = ctx.find_root().obj
+    if "registry" not in obj:
+        obj["registry"] = Registry.open(os.path.expanduser(obj["store"]))
+    return obj["registry"]
+
+
+@contextlib.contextmanager
+def _progress(ctx: click.Context, total: int, desc: str):
+    """A byte progress bar on a terminal; a no-op callback otherwise."""
+    from tqdm import tqdm
+
+    quiet = ctx.find_root().obj["quiet"] or not sys.stderr.isatty()
+    with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=desc,
+              disable=quiet, leave=False) as bar:
+        yield bar.update
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+def _folder_size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--store", envvar="MODELHUB_STORE", default=DEFAULT_STORE, show_default=True,
+              help="Store URI: a folder, file:///path or s3://bucket/prefix [env MODELHUB_STORE].")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+@click.version_option(package_name="modelhub")
+@click.pass_context
+def cli(ctx: click.Context, store: str, quiet: bool) -> None:
+    """Publish, fetch and manage versioned TensorFlow SavedModels."""
+    ctx.obj = {"store": store, "quiet": quiet}
+
+
+def _parse_tags(tags: tuple[str, ...]) -> dict[str, str]:
+    parsed = {}
+    for tag in tags:
+        key, sep, value = tag.partition("=")
+        if not sep or not key:
+            raise InvalidArgument(f"invalid tag {tag!r}: use KEY=VALUE")
+        parsed[key] = value
+    return parsed
+
+
+@cli.command()
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.option("--name", required=True, help="Model name.")
+@click.option("--description", default="", help="One-line description.")
+@click.option("--tag", "tags", multiple=True, metavar="K=V", help="A tag (repeatable).")
+@click.option("--alias", "aliases", multiple=True, help="Point this alias at the new version (repeatable).")
+@click.option("--license", "license_", default=None, help="License identifier, e.g. Apache-2.0.")
+@click.option("--card", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Model card (Markdown file).")
+@click.pass_context
+def publish(ctx, path: Path, name: str, description: str, tags, aliases, license_, card) -> None:
+    """Publish a SavedModel folder (or a .tar.gz of one) as the next version of NAME."""
+    registry = _registry(ctx)
+    model_card = card.read_text(encoding="utf-8") if card else None
+    with _progress(ctx, _folder_size(path), f"publishing {name}") as advance:
+        manifest = registry.publish(path, name, description=description, tags=_parse_tags(tags),
+                                    license=license_, model_card=model_card, aliases=aliases,
+                                    on_progress=advance)
+    click.echo(f"{manifest['name']}/{manifest['version']}")
+
+
+@cli.command()
+@click.argument("ref")
+@click.option("-o", "--output", type=click.Path(path_type=Path),
+              help="Destination folder (or file with --format tar; '-' for stdout). "
+                   "Default: ./NAME-VERSION[.tar.gz].")
+@click.option("--format", "fmt", type=click.Choice(["saved_model", "tar"]), default="saved_model",
+              show_default=True)
+@click.pass_context
+def pull(ctx, ref: str, output: Path | None, fmt: str) -> None:
+    """Download REF (name, name/N or name@alias), verifying every byte."""
+    registry = _registry(ctx)
+    manifest = registry.get(ref)
+    label = f"{manifest['name']}/{manifest['version']}"
+    default = Path(f"{manifest['name']}-{manifest['version']}")
+    if fmt == "saved_model":
+        dest = output or default
+        with _progress(ctx, manifest["total_size"], f"pulling {label}") as advance:
+            registry.pull(label, dest, on_progress=advance)
+        click.echo(str(dest))
+        return
+    _, chunks = registry.archive(label)
+    if str(output) == "-":
+        for chunk in chunks:
+            sys.stdout.buffer.write(chunk)
+        sys.stdout.buffer.flush()
+        return
+    dest = output or default.with_name(default.name + ".tar.gz")
+    if dest.exists():
+        raise InvalidArgument(f"destination {dest} already exists")
+    # Written beside the destination and renamed only once every file has been verified.
+    partial = dest.with_name(f".{dest.name}.partial-{uuid.uuid4().hex[:12]}")
+    try:
+        with open(partial, "wb") as out:
+            for chunk in chunks:
+                out.write(chunk)
+        partial.rename(dest)
+    finally:
+        partial.unlink(missing_ok=True)
+    click.echo(str(dest))
+
+
+@cli.command(name="ls")
+@click.argument("query", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def list_models(ctx, query: str | None, as_json: bool) -> None:
+    """List models, optionally only those matching QUERY (name, description, tags)."""
+    models = _registry(ctx).list_models(query)
+    if as_json:
+        for m in models:
+            m["updated"] = m["updated"].isoformat()
+        click.echo(json.dumps(models, indent=2))
+        return
+    if not models:
+        click.echo("no models" + (f" match {query!r}" if query else ""), err=True)
+        return
+    rows = [("NAME", "LATEST", "VERSIONS", "ALIASES", "DESCRIPTION")] + [
+        (m["name"], str(m["latest"]), str(len(m["versions"])), ",".join(m["aliases"]) or "-",
+         m["description"][:60]) for m in models]
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    for r in rows:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(r, widths)) + "  " + r[4])
+
+
+def _describe_spec(spec: dict) -> str:
+    shape = "?" if spec["shape"] is None else "[" + ", ".join(
+        "None" if d < 0 else str(d) for d in spec["shape"]) + "]"
+    return f"{spec['dtype']}{shape}"
+
+
+@cli.command()
+@click.argument("ref")
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
+@click.pass_context
+def show(ctx, ref: str, as_json: bool) -> None:
+    """Show a version's manifest: files, signatures, metadata."""
+    registry = _registry(ctx)
+    manifest = registry.get(ref)
+    name, version = manifest["name"], manifest["version"]
+    if as_json:
+        click.echo(json.dumps(dump_manifest(manifest), indent=2, sort_keys=True))
+        return
+    aliases = sorted(a for a, v in registry.aliases(name).items() if v == version)
+    click.echo(f"{name}/{version}" + (f"  (aliases: {', '.join(aliases)})" if aliases else ""))
+    click.echo(f"  created:     {manifest['created'].isoformat()}")
+    click.echo(f"  size:        {_size(manifest['total_size'])} in {len(manifest['files'])} files")
+    click.echo(f"  tensorflow:  {manifest['tensorflow_version'] or 'unknown'}")
+    if manifest["description"]:
+        click.echo(f"  description: {manifest['description']}")
+    if manifest["license"]:
+        click.echo(f"  license:     {manifest['license']}")
+    for key, value in sorted(manifest["tags"].items()):
+        click.echo(f"  tag:         {key}={value}")
+    for sig_name, sig in sorted(manifest["signatures"].items()):
+        if sig_name.startswith("__"):
+            continue  # TensorFlow's internal init op, not callable
+        click.echo(f"  signature {sig_name}:")
+        for key, spec in sorted(sig["inputs"].items()):
+            click.echo(f"    in  {key}: {_describe_spec(spec)}")
+        for key, spec in sorted(sig["outputs"].items()):
+            click.echo(f"    out {key}: {_describe_spec(spec)}")
+    for art_name, art in sorted(manifest["artifacts"].items()):
+        click.echo(f"  artifact {art_name}: {_size(art['size'])}")
+
+
+@cli.group()
+def alias() -> None:
+    """Move and remove aliases (name@alias; TF Serving version labels)."""
+
+
+@alias.command(name="set")
+@click.argument("ref")
+@click.argument("alias_name", metavar="ALIAS")
+@click.pass_context
+def alias_set(ctx, ref: str, alias_name: str) -> None:
+    """Point ALIAS of REF's model at REF's version."""
+    registry = _registry(ctx)
+    name, version = registry.resolve(ref)
+    registry.set_alias(name, alias_name, version)
+    click.echo(f"{name}@{alias_name} -> {name}/{version}")
+
+
+@alias.command(name="rm")
+@click.argument("name")
+@click.argument("alias_name", metavar="ALIAS")
+@click.pass_context
+def alias_rm(ctx, name: str, alias_name: str) -> None:
+    """Remove ALIAS from model NAME."""
+    _registry(ctx).remove_alias(name, alias_name)
+    click.echo(f"removed {name}@{alias_name}")
+
+
+@cli.command()
+@click.argument("ref")
+@click.pass_context
+def rm(ctx, ref: str) -> None:
+    """Delete version REF (name/N). Its number is never reused; `gc` frees its files."""
+    from .refs import parse_reference
+
+    parsed = parse_reference(ref)
+    if parsed.version is None:
+        raise InvalidArgument(f"rm needs an explicit version, e.g. {parsed.name}/3")
+    _registry(ctx).delete_version(parsed.name, parsed.version)
+    click.echo(f"deleted {parsed}")
+
+
+@cli.command()
+@click.option("--grace", default="24h", show_default=True,
+              help="Keep unreferenced files younger than this (0s, 30m, 24h); must exceed the "
+                   "longest publish that may be in flight.")
+@click.pass_context
+def gc(ctx, grace: str) -> None:
+    """Remove stored files that no version references any more."""
+    from .registry import parse_duration
+
+    report = _registry(ctx).gc(parse_duration(grace))
+    click.echo(f"removed {report['removed_blobs']} blobs ({_size(report['freed_bytes'])}) and "
+               f"{report['removed_incomplete']} incomplete uploads")
+
+
+def main() -> None:
+    cli(prog_name="modelhub")
+
+
+if __name__ == "__main__":
+    main()

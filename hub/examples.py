@@ -1,0 +1,133 @@
+"""Example SavedModels that modelhub builds itself, so nothing is ever downloaded.
+
+    python -m hub.examples OUT_DIR [--large-mb N]
+
+- `half_plus_two`: y = 0.5 * x + 2, `x` float32 [None] -> `y` (TF Serving's classic test model).
+- `image_classifier`: a small Keras CNN, 32x32x3 images -> 10 class probabilities.
+- `multi_io`: named inputs of several dtypes (a string among them) and several named outputs.
+- `large` (only with --large-mb): a model whose weights are N MB of random floats.
+
+TensorFlow is imported inside the builders: importing it takes seconds.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+EXAMPLES = ("half_plus_two", "image_classifier", "multi_io")
+
+DESCRIPTIONS = {
+    "half_plus_two": "y = 0.5 * x + 2 on float32 vectors; the smallest possible SavedModel.",
+    "image_classifier": "A small Keras CNN: 32x32 RGB images to 10 class probabilities.",
+    "multi_io": "Named inputs of several dtypes (string, float32, int64) and several outputs.",
+}
+
+
+def build_half_plus_two(path: str | Path) -> Path:
+    import tensorflow as tf
+
+    class HalfPlusTwo(tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = tf.Variable(0.5, dtype=tf.float32, name="a")
+            self.b = tf.Variable(2.0, dtype=tf.float32, name="b")
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="x")])
+        def serve(self, x):
+            return {"y": self.a * x + self.b}
+
+    module = HalfPlusTwo()
+    tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
+    return Path(path)
+
+
+def build_image_classifier(path: str | Path, seed: int = 7) -> Path:
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input(shape=(32, 32, 3), name="image")
+    x = keras.layers.Conv2D(8, 3, activation="relu")(inputs)
+    x = keras.layers.MaxPooling2D()(x)
+    x = keras.layers.Conv2D(16, 3, activation="relu")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(10, activation="softmax", name="probabilities")(x)
+    model = keras.Model(inputs, outputs, name="image_classifier")
+    model.export(str(path), verbose=False)
+    return Path(path)
+
+
+def build_multi_io(path: str | Path) -> Path:
+    import tensorflow as tf
+
+    class MultiIO(tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.weights = tf.Variable([1.0, 2.0, 3.0], dtype=tf.float32, name="weights")
+
+        @tf.function(input_signature=[
+            tf.TensorSpec([None], tf.string, name="text"),
+            tf.TensorSpec([None, 3], tf.float32, name="values"),
+            tf.TensorSpec([None], tf.int64, name="count"),
+        ])
+        def serve(self, text, values, count):
+            return {
+                "upper": tf.strings.upper(text),
+                "length": tf.strings.length(text),  # int32
+                "weighted": values * self.weights * tf.cast(count, tf.float32)[:, None],
+                "total": count + tf.cast(tf.reduce_sum(values, axis=1), tf.int64),
+            }
+
+    module = MultiIO()
+    tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
+    return Path(path)
+
+
+def build_large(path: str | Path, megabytes: int, seed: int = 0) -> Path:
+    """A SavedModel whose variables hold `megabytes` MB of random float32 (for transfer tests)."""
+    import numpy as np
+    import tensorflow as tf
+
+    rows = max(1, megabytes * 1024 * 1024 // (4 * 1024))
+    weights = np.random.default_rng(seed).standard_normal((rows, 1024), dtype=np.float32)
+
+    class Large(tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.table = tf.Variable(weights, name="table")
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.int32, name="row")])
+        def serve(self, row):
+            return {"sum": tf.reduce_sum(tf.gather(self.table, row), axis=1)}
+
+    module = Large()
+    tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
+    return Path(path)
+
+
+BUILDERS = {
+    "half_plus_two": build_half_plus_two,
+    "image_classifier": build_image_classifier,
+    "multi_io": build_multi_io,
+}
+
+
+def build_all(out_dir: str | Path) -> dict[str, Path]:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return {name: builder(out_dir / name) for name, builder in BUILDERS.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Build modelhub's example SavedModels.")
+    parser.add_argument("out_dir")
+    parser.add_argument("--large-mb", type=int, default=0,
+                        help="also build `large`, a model with this many MB of weights")
+    args = parser.parse_args()
+    for name, path in build_all(args.out_dir).items():
+        print(f"{name}: {path}")
+    if args.large_mb:
+        print(f"large: {build_large(Path(args.out_dir) / 'large', args.large_mb)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""Model references: `name` (latest), `name/3` (version 3), `name@prod` (what alias prod points to)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from schemas.errors import InvalidReference
+from schemas.manifest import ALIAS_PATTERN, NAME_PATTERN
+
+
+def check_name(name: str) -> str:
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        raise InvalidReference(
+            f"invalid model name {name!r}: use lower-case letters, digits, '.', '_' and '-', "
+            "starting with a letter or digit, at most 128 characters")
+    return name
+
+
+def check_alias(alias: str) -> str:
+    if not isinstance(alias, str) or not ALIAS_PATTERN.match(alias):
+        raise InvalidReference(
+            f"invalid alias {alias!r}: use lower-case letters, digits, '.', '_' and '-', "
+            "starting with a letter, at most 64 characters")
+    return alias
+
+
+def check_version(version: int | str) -> int:
+    text = str(version)
+    if not text.isdigit() or int(text) < 1 or len(text) > 18:
+        raise InvalidReference(f"invalid version {version!r}: versions are whole numbers from 1")
+    return int(text)
+
+
+@dataclass(frozen=True)
+class Reference:
+    name: str
+    version: int | None = None
+    alias: str | None = None
+
+    def __str__(self) -> str:
+        if self.version is not None:
+            return f"{self.name}/{self.version}"
+        if self.alias is not None:
+            return f"{self.name}@{self.alias}"
+        return self.name
+
+
+def parse_reference(text: str) -> Reference:
+    """Parse `name`, `name/N` or `name@alias`."""
+    if not isinstance(text, str) or not text:
+        raise InvalidReference("empty model reference")
+    if "@" in text:
+        name, alias = text.split("@", 1)
+        return Reference(check_name(name), alias=check_alias(alias))
+    if "/" in text:
+        name, version = text.split("/", 1)
+        return Reference(check_name(name), version=check_version(version))
+    return Reference(check_name(text))

@@ -1,0 +1,435 @@
+"""The registry: named, versioned, immutable SavedModel bundles in an object store.
+
+Store layout (the heart of correctness)::
+
+    blobs/sha256/<first 2 hex>/<digest>     file contents, immutable, shared between versions
+    models/<name>/versions/<n>.json         manifest of version n; create-only; exists = published
+    models/<name>/aliases/<alias>.json      {"version": n, ...}; moved by compare-and-swap
+    models/<name>/deleted/<n>.json          tombstone: version n was deleted and is never reused
+
+Publishing uploads blobs first and writes the manifest last, create-only, so a crash at any point
+leaves no visible half version and two publishers racing for version n cannot both win.
+Every byte read back is checked against its sha256 before it is handed over.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import random
+import shutil
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, TypeVar
+
+from schemas.errors import (
+    AliasNotFound,
+    ConcurrentModification,
+    IntegrityError,
+    InvalidArgument,
+    InvalidModel,
+    ModelNotFound,
+    ObjectExists,
+    ObjectNotFound,
+    PreconditionFailed,
+    VersionInUse,
+    VersionNotFound,
+)
+from schemas.manifest import MANIFEST_SCHEMA_VERSION, dump_manifest, load_manifest
+
+from storage import ObjectStore, open_store
+
+from .archive import safe_extract, saved_model_root, tar_gz_chunks
+from .bundle import HashingReader, LocalFile, scan_folder, sha256_file, verified_chunks
+from .refs import Reference, check_alias, check_name, check_version, parse_reference
+from .signatures import read_saved_model_info
+
+#: Threads for hashing and transfers: I/O bound, and hashlib releases the GIL.
+TRANSFER_THREADS = 8
+PUBLISH_ATTEMPTS = 200
+
+Progress = Callable[[int], None]
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def blob_key(sha256: str) -> str:
+    return f"blobs/sha256/{sha256[:2]}/{sha256}"
+
+
+def manifest_key(name: str, version: int) -> str:
+    return f"models/{name}/versions/{version}.json"
+
+
+def alias_key(name: str, alias: str) -> str:
+    return f"models/{name}/aliases/{alias}.json"
+
+
+def tombstone_key(name: str, version: int) -> str:
+    return f"models/{name}/deleted/{version}.json"
+
+
+def _json_bytes(obj: object) -> bytes:
+    return json.dumps(obj, indent=1, sort_keys=True).encode()
+
+
+def _parallel(fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
+    """Map `fn` over `items` on threads, in order; the first error cancels what has not started."""
+    items = list(items)
+    if len(items) <= 1:
+        return [fn(item) for item in items]
+    with ThreadPoolExecutor(max_workers=min(TRANSFER_THREADS, len(items))) as pool:
+        futures = [pool.submit(fn, item) for item in items]
+        try:
+            return [f.result() for f in futures]
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise
+
+
+def parse_duration(text: str) -> timedelta:
+    """`0s`, `90s`, `30m`, `24h`, `7d`."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if not text or text[-1] not in units or not text[:-1].isdigit():
+        raise InvalidArgument(f"invalid duration {text!r}: use a whole number with s, m, h or d "
+                              "(0s, 30m, 24h, 7d)")
+    return timedelta(seconds=int(text[:-1]) * units[text[-1]])
+
+
+
+class Registry:
+    def __init__(self, store: ObjectStore):
+        self.store = store
+
+    @classmethod
+    def open(cls, uri: str) -> "Registry":
+        return cls(open_store(uri))
+
+    def __repr__(self) -> str:
+        return f"Registry({self.store.uri!r})"
+
+    # --- reading ------------------------------------------------------------------------------
+
+    def _model_keys(self, name: str) -> tuple[list[int], list[int], list[str]]:
+        """(published versions, deleted versions, aliases) of one model, from one listing."""
+        versions, deleted, aliases = [], [], []
+        prefix = f"models/{name}/"
+        for key in self.store.list_keys(prefix):
+            kind, _, leaf = key[len(prefix):].partition("/")
+            stem = leaf[:-5] if leaf.endswith(".json") else None
+            if stem is None or "/" in stem:
+                continue
+            if kind == "versions" and stem.isdigit():
+                versions.append(int(stem))
+            elif kind == "deleted" and stem.isdigit():
+                deleted.append(int(stem))
+            elif kind == "aliases":
+                aliases.append(stem)
+        return sorted(versions), sorted(deleted), sorted(aliases)
+
+    def model_names(self) -> list[str]:
+        names = set()
+        for key in self.store.list_keys("models/"):
+            parts = key.split("/")
+            if len(parts) == 4 and parts[2] == "versions":
+                names.add(parts[1])
+        return sorted(names)
+
+    def versions(self, name: str) -> list[int]:
+        check_name(name)
+        return self._model_keys(name)[0]
+
+    def manifest(self, name: str, version: int) -> dict:
+        check_name(name)
+        check_version(version)
+        try:
+            data = self.store.get_bytes(manifest_key(name, version))
+        except ObjectNotFound:
+            if not self.versions(name):
+                raise ModelNotFound(f"model {name!r} not found in {self.store.uri}") from None
+            raise VersionNotFound(f"model {name!r} has no version {version}") from None
+        where = f"manifest of {name}/{version}"
+        try:
+            manifest = load_manifest(json.loads(data), where)
+        except json.JSONDecodeError as e:
+            raise IntegrityError(f"{where} is not valid JSON: {e}") from e
+        if manifest["name"] != name or manifest["version"] != version:
+            raise IntegrityError(f"{where} describes {manifest['name']}/{manifest['version']}")
+        return manifest
+
+    def aliases(self, name: str) -> dict[str, int]:
+        check_name(name)
+        found = {}
+        for alias in self._model_keys(name)[2]:
+            with contextlib.suppress(ObjectNotFound):
+                found[alias] = self.store.get_json(alias_key(name, alias))["version"]
+        return found
+
+    def resolve(self, ref: str | Reference) -> tuple[str, int]:
+        """(name, version) that a reference points to now."""
+        ref = parse_reference(ref) if isinstance(ref, str) else ref
+        if ref.version is not None:
+            self.manifest(ref.name, ref.version)  # raises if missing
+            return ref.name, ref.version
+        if ref.alias is not None:
+            try:
+                version = self.store.get_json(alias_key(ref.name, ref.alias))["version"]
+            except ObjectNotFound:
+                if not self.versions(ref.name):
+                    raise ModelNotFound(f"model {ref.name!r} not found in {self.store.uri}") from None
+                raise AliasNotFound(f"model {ref.name!r} has no alias {ref.alias!r}") from None
+            try:
+                self.manifest(ref.name, version)
+            except VersionNotFound:
+                raise VersionNotFound(f"alias {ref} points to version {version}, which was deleted") from None
+            return ref.name, version
+        versions = self.versions(ref.name)
+        if not versions:
+            raise ModelNotFound(f"model {ref.name!r} not found in {self.store.uri}")
+        return ref.name, versions[-1]
+
+    def get(self, ref: str | Reference) -> dict:
+        """The manifest a reference points to."""
+        return self.manifest(*self.resolve(ref))
+
+    def list_models(self, query: str | None = None) -> list[dict]:
+        """One summary per model (from its latest manifest); `query` matches name, description
+        and tags, case-insensitively."""
+        def summary(name: str) -> dict | None:
+            versions, _, alias_names = self._model_keys(name)
+            if not versions:
+                return None
+            latest = self.manifest(name, versions[-1])
+            return {
+                "name": name,
+                "latest": versions[-1],
+                "versions": versions,
+                "aliases": alias_names,
+                "description": latest["description"],
+                "tags": latest["tags"],
+                "license": latest["license"],
+                "updated": latest["created"],
+            }
+
+        summaries = [s for s in _parallel(summary, self.model_names()) if s]
+        if query:
+            q = query.lower()
+            summaries = [s for s in summaries if q in s["name"] or q in s["description"].lower()
+                         or any(q in f"{k}={v}".lower() for k, v in s["tags"].items())]
+        return summaries
+
+    # --- publishing ---------------------------------------------------------------------------
+
+    def publish(self, source: str | Path, name: str, **metadata) -> dict:
+        """Publish a SavedModel folder, or a tar(.gz) of one, as the next version of `name`.
+
+        `metadata`: description, tags, license, model_card, aliases, on_progress (see
+        `_publish_folder`)."""
+        check_name(name)
+        source = Path(source)
+        if source.is_dir():
+            return self._publish_folder(saved_model_root(source), name, **metadata)
+        if not source.is_file():
+            raise InvalidModel(f"{source} does not exist")
+        with open(source, "rb") as stream:
+            return self.publish_archive(stream, name, **metadata)
+
+    def publish_archive(self, stream, name: str, *, max_bytes: int | None = None,
+                        **metadata) -> dict:
+        """Publish a SavedModel read as a tar(.gz) stream, extracted safely into a staging folder."""
+        check_name(name)
+        with tempfile.TemporaryDirectory(prefix="modelhub-staging-") as staging:
+            limits = {"max_bytes": max_bytes} if max_bytes else {}
+            root = safe_extract(stream, Path(staging), **limits)
+            return self._publish_folder(root, name, **metadata)
+
+    def _publish_folder(self, root: Path, name: str, *, description: str = "",
+                        tags: dict[str, str] | None = None, license: str | None = None,
+                        model_card: str | None = None, aliases: Iterable[str] = (),
+                        on_progress: Progress | None = None) -> dict:
+        aliases = [check_alias(a) for a in aliases]
+        files = scan_folder(root)
+        info = read_saved_model_info(root)
+        digests = _parallel(lambda f: sha256_file(f.source), files)
+        self._upload_blobs(list(zip(files, digests)), on_progress)
+        manifest = {
+            "schema_version": MANIFEST_SCHEMA_VERSION,
+            "name": name,
+            "version": 1,
+            "created": datetime.now(timezone.utc),
+            "files": [{"path": f.path, "size": f.size, "sha256": d} for f, d in zip(files, digests)],
+            "total_size": sum(f.size for f in files),
+            "signatures": info.signatures,
+            "tensorflow_version": info.tensorflow_version,
+            "description": description,
+            "tags": tags or {},
+            "license": license,
+            "model_card": model_card,
+            "artifacts": {},
+        }
+        manifest = self._write_manifest(manifest)
+        for alias in aliases:
+            self.set_alias(name, alias, manifest["version"])
+        return manifest
+
+    def _upload_blobs(self, files: list[tuple[LocalFile, str]], on_progress: Progress | None) -> None:
+        unique = {digest: f for f, digest in files}
+
+        def upload(item: tuple[str, LocalFile]) -> None:
+            digest, f = item
+            key = blob_key(digest)
+            try:
+                # Already stored: refresh its time so a concurrent `gc` leaves it alone.
+                self.store.touch(key)
+            except ObjectNotFound:
+                with open(f.source, "rb") as raw:
+                    reader = HashingReader(raw)
+                    self.store.put(key, reader)
+                if reader.hexdigest() != digest:
+                    self.store.delete(key)
+                    raise IntegrityError(f"{f.source} changed while it was being published")
+            if on_progress:
+                on_progress(f.size)
+
+        _parallel(upload, unique.items())
+
+    def _write_manifest(self, manifest: dict) -> dict:
+        """Take the next free version number, create-only; retry when another publisher won."""
+        name = manifest["name"]
+        for _ in range(PUBLISH_ATTEMPTS):
+            versions, deleted, _ = self._model_keys(name)
+            manifest["version"] = max(versions + deleted, default=0) + 1
+            body = dump_manifest(manifest)
+            try:
+                self.store.put_if_absent(manifest_key(name, manifest["version"]), _json_bytes(body))
+            except ObjectExists:
+                time.sleep(random.uniform(0, 0.02))  # spread racing publishers apart
+                continue
+            return load_manifest(body)
+        raise ConcurrentModification(
+            f"could not take a version number for {name!r} after {PUBLISH_ATTEMPTS} attempts")
+
+    # --- aliases ------------------------------------------------------------------------------
+
+    def set_alias(self, name: str, alias: str, version: int, *,
+                  expected_version: int | None = None) -> dict:
+        """Point `name@alias` at `version`. With `expected_version`, only if it points there now."""
+        check_alias(alias)
+        self.manifest(name, version)  # the target must exist
+        key = alias_key(name, alias)
+        for _ in range(PUBLISH_ATTEMPTS):
+            try:
+                current, etag = self.store.get_json_with_etag(key)
+            except ObjectNotFound:
+                current, etag = None, None
+            previous = current["version"] if current else None
+            if expected_version is not None and previous != expected_version:
+                raise PreconditionFailed(
+                    f"alias {name}@{alias} points to {previous}, not {expected_version}")
+            record = {"version": version, "previous": previous,
+                      "updated": datetime.now(timezone.utc).isoformat()}
+            try:
+                self.store.put_if_match(key, _json_bytes(record), etag)
+            except PreconditionFailed:
+                continue  # moved by someone else between our read and write: read again
+            return record
+        raise ConcurrentModification(f"alias {name}@{alias} keeps changing; try again")
+
+    def remove_alias(self, name: str, alias: str) -> None:
+        check_name(name)
+        check_alias(alias)
+        key = alias_key(name, alias)
+        if not self.store.exists(key):
+            raise AliasNotFound(f"model {name!r} has no alias {alias!r}")
+        self.store.delete(key)
+
+    # --- deleting and gc ----------------------------------------------------------------------
+
+    def delete_version(self, name: str, version: int) -> None:
+        """Delete a version. Its number is never reused; its blobs go at the next `gc`."""
+        self.manifest(name, version)
+        holders = sorted(a for a, v in self.aliases(name).items() if v == version)
+        if holders:
+            raise VersionInUse(f"{name}/{version} is the target of alias(es) "
+                               f"{', '.join(holders)}; move or remove them first")
+        record = {"deleted": datetime.now(timezone.utc).isoformat()}
+        with contextlib.suppress(ObjectExists):
+            self.store.put_if_absent(tombstone_key(name, version), _json_bytes(record))
+        self.store.delete(manifest_key(name, version))
+
+    def gc(self, grace: timedelta = timedelta(hours=24)) -> dict:
+        """Remove blobs no manifest references, last touched more than `grace` ago, and
+        leftovers of interrupted writes. `grace` must exceed the longest publish in flight."""
+        cutoff = datetime.now(timezone.utc) - grace
+        # Blobs are listed before manifests are read: a blob uploaded after this listing is not
+        # a candidate, and one listed here but referenced by a manifest written since was
+        # touched or uploaded within `grace`.
+        candidates = [info for info in self.store.list("blobs/sha256/") if info.modified < cutoff]
+        referenced = set()
+        for name in self.model_names():
+            for version in self.versions(name):
+                with contextlib.suppress(VersionNotFound):
+                    manifest = self.manifest(name, version)
+                    referenced.update(f["sha256"] for f in manifest["files"])
+                    referenced.update(a["sha256"] for a in manifest["artifacts"].values())
+        removed = freed = 0
+        for info in candidates:
+            if info.key.rsplit("/", 1)[-1] not in referenced:
+                self.store.delete(info.key)
+                removed += 1
+                freed += info.size
+        incomplete = self.store.cleanup_incomplete(cutoff)
+        return {"removed_blobs": removed, "freed_bytes": freed, "removed_incomplete": incomplete}
+
+    # --- fetching -----------------------------------------------------------------------------
+
+    def _file_chunks(self, manifest: dict, entry: dict) -> Iterator[bytes]:
+        label = f"file {entry['path']} of {manifest['name']}/{manifest['version']}"
+        try:
+            chunks = self.store.open(blob_key(entry["sha256"]))
+        except ObjectNotFound:
+            raise IntegrityError(f"{label} is missing from the store") from None
+        return verified_chunks(chunks, entry["sha256"], entry["size"], label)
+
+    def pull(self, ref: str | Reference, dest: str | Path, *,
+             on_progress: Progress | None = None) -> dict:
+        """Download a version into folder `dest`, verifying every file before `dest` appears."""
+        manifest = self.get(ref)
+        dest = Path(dest).absolute()
+        if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+            raise InvalidArgument(f"destination {dest} already exists and is not empty")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        staging = dest.parent / f".{dest.name}.partial-{uuid.uuid4().hex[:12]}"
+        staging.mkdir()
+        try:
+            def fetch(entry: dict) -> None:
+                target = staging / entry["path"]
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with open(target, "wb") as out:
+                    for chunk in self._file_chunks(manifest, entry):
+                        out.write(chunk)
+                        if on_progress:
+                            on_progress(len(chunk))
+
+            _parallel(fetch, manifest["files"])
+            if dest.exists():
+                dest.rmdir()
+            staging.rename(dest)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return manifest
+
+    def archive(self, ref: str | Reference) -> tuple[dict, Iterator[bytes]]:
+        """The manifest and a tar.gz stream of the version whose root is the SavedModel root.
+
+        Each file is verified as it streams; a mismatch raises mid-stream, so a consumer must
+        treat the archive as valid only once the iterator finishes."""
+        manifest = self.get(ref)
+        entries = ((e["path"], e["size"], self._file_chunks(manifest, e))
+                   for e in manifest["files"])
+        return manifest, tar_gz_chunks(entries)

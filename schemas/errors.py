@@ -1,0 +1,161 @@
+"""The one error hierarchy of modelhub.
+
+Every layer raises these (they live in `schemas` because every layer may import it). Each class
+carries a machine-readable `code` and the HTTP `status` it maps to, so one handler can turn any of
+them into a JSON error body and a client can map a code back to its class. Where honest, an error
+also inherits a builtin (`FileNotFoundError`, `ValueError`, ...) so callers can catch either.
+"""
+from __future__ import annotations
+
+
+class ModelhubError(Exception):
+    """Base of every error modelhub raises on purpose."""
+
+    code = "internal"
+    status = 500
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+# --- Storage ------------------------------------------------------------------------------------
+
+
+class StoreError(ModelhubError):
+    """The object store failed in a way not covered below."""
+
+    code = "store_error"
+    status = 502
+
+
+class ObjectNotFound(StoreError, FileNotFoundError):
+    code = "not_found"
+    status = 404
+
+
+class ObjectExists(StoreError, FileExistsError):
+    """A create-only put found the key already present."""
+
+    code = "already_exists"
+    status = 409
+
+
+class PreconditionFailed(StoreError):
+    """A compare-and-swap put found a different version of the object than expected."""
+
+    code = "precondition_failed"
+    status = 412
+
+
+class StoreAccessDenied(StoreError, PermissionError):
+    code = "store_access_denied"
+    status = 502
+
+
+class StoreUnavailable(StoreError, ConnectionError):
+    """The store cannot be reached (connection refused, timeout, endpoint gone)."""
+
+    code = "store_unavailable"
+    status = 503
+
+
+class InvalidStoreURI(StoreError, ValueError):
+    code = "invalid_store_uri"
+    status = 400
+
+
+class InvalidKey(StoreError, ValueError):
+    code = "invalid_key"
+    status = 400
+
+
+# --- Registry -----------------------------------------------------------------------------------
+
+
+class InvalidReference(ModelhubError, ValueError):
+    """A model name, version number, alias or `name/N` / `name@alias` reference is malformed."""
+
+    code = "invalid_reference"
+    status = 400
+
+
+class ModelNotFound(ModelhubError, LookupError):
+    code = "model_not_found"
+    status = 404
+
+
+class VersionNotFound(ModelNotFound):
+    code = "version_not_found"
+
+
+class AliasNotFound(ModelNotFound):
+    code = "alias_not_found"
+
+
+class VersionInUse(ModelhubError):
+    """A version cannot be deleted while an alias points to it."""
+
+    code = "version_in_use"
+    status = 409
+
+
+class InvalidManifest(ModelhubError, ValueError):
+    """A manifest read from the store does not match the schema: the store holds bad data."""
+
+    code = "invalid_manifest"
+    status = 500
+
+
+class IntegrityError(ModelhubError):
+    """Bytes read back do not match their recorded sha256 (or size)."""
+
+    code = "integrity_error"
+    status = 500
+
+
+class ConcurrentModification(ModelhubError):
+    """A race was lost too many times in a row (e.g. many publishers of one name at once)."""
+
+    code = "concurrent_modification"
+    status = 409
+
+
+# --- Input from users ---------------------------------------------------------------------------
+
+
+class InvalidModel(ModelhubError, ValueError):
+    """What was offered for publishing is not a usable SavedModel."""
+
+    code = "invalid_model"
+    status = 400
+
+
+class UnsafeArchive(InvalidModel):
+    """An uploaded archive tries to escape its staging area or holds forbidden member types."""
+
+    code = "unsafe_archive"
+    status = 400
+
+
+class TooLarge(InvalidModel):
+    code = "too_large"
+    status = 413
+
+
+class InvalidArgument(ModelhubError, ValueError):
+    code = "invalid_argument"
+    status = 400
+
+
+def all_error_classes() -> list[type[ModelhubError]]:
+    """Every class of the hierarchy, for code-to-class tables (clients) and tests."""
+    found, pending = [], [ModelhubError]
+    while pending:
+        cls = pending.pop()
+        found.append(cls)
+        pending.extend(cls.__subclasses__())
+    return found

@@ -1,0 +1,118 @@
+"""The version manifest: what a published version is, file by file.
+
+Written once, create-only, when a version is published; validated again on every read, so a
+damaged or hand-edited manifest is an error and never a wrong model.
+"""
+from __future__ import annotations
+
+import re
+from datetime import timezone
+
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates
+
+from schemas.errors import InvalidManifest
+
+MANIFEST_SCHEMA_VERSION = 1
+
+#: Model names: lower-case letters, digits, `.`, `_`, `-`, starting with a letter or digit.
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
+#: Aliases (TF Serving version labels) start with a letter, so they never look like versions.
+ALIAS_PATTERN = re.compile(r"^[a-z][a-z0-9._-]{0,63}$")
+SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
+#: Tags are free text but bounded, so a manifest stays small.
+TAG_KEY_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}$")
+
+
+def is_safe_relative_path(path: str) -> bool:
+    """A `/`-separated relative path that cannot leave the folder it is resolved in."""
+    if not path or path.startswith("/") or "\\" in path or "\0" in path:
+        return False
+    return all(part not in ("", ".", "..") for part in path.split("/"))
+
+
+class _Strict(Schema):
+    class Meta:
+        # Manifests written by a newer modelhub may carry fields this one does not know.
+        unknown = EXCLUDE
+
+
+class FileEntrySchema(_Strict):
+    path = fields.Str(required=True)
+    size = fields.Int(required=True, validate=validate.Range(min=0))
+    sha256 = fields.Str(required=True, validate=validate.Regexp(SHA256_PATTERN))
+
+    @validates("path")
+    def _safe_path(self, value: str, **_) -> None:
+        if not is_safe_relative_path(value):
+            raise ValidationError(f"unsafe file path {value!r}")
+
+
+class TensorSpecSchema(_Strict):
+    name = fields.Str(required=True)
+    dtype = fields.Str(required=True)
+    #: -1 for an unknown dimension; None when even the rank is unknown.
+    shape = fields.List(fields.Int(), allow_none=True, load_default=None)
+
+
+class SignatureSchema(_Strict):
+    method_name = fields.Str(load_default="")
+    inputs = fields.Dict(keys=fields.Str(), values=fields.Nested(TensorSpecSchema), required=True)
+    outputs = fields.Dict(keys=fields.Str(), values=fields.Nested(TensorSpecSchema), required=True)
+
+
+class ArtifactSchema(_Strict):
+    """A file derived from the version and stored beside it (e.g. `model.tflite`)."""
+
+    path = fields.Str(required=True)
+    size = fields.Int(required=True, validate=validate.Range(min=0))
+    sha256 = fields.Str(required=True, validate=validate.Regexp(SHA256_PATTERN))
+    kind = fields.Str(load_default="")
+    metadata = fields.Dict(keys=fields.Str(), load_default=dict)
+
+
+class ManifestSchema(_Strict):
+    schema_version = fields.Int(required=True,
+                                validate=validate.Equal(MANIFEST_SCHEMA_VERSION))
+    name = fields.Str(required=True, validate=validate.Regexp(NAME_PATTERN))
+    version = fields.Int(required=True, validate=validate.Range(min=1))
+    created = fields.AwareDateTime(required=True, format="iso", default_timezone=timezone.utc)
+    files = fields.List(fields.Nested(FileEntrySchema), required=True,
+                        validate=validate.Length(min=1))
+    total_size = fields.Int(required=True, validate=validate.Range(min=0))
+    signatures = fields.Dict(keys=fields.Str(), values=fields.Nested(SignatureSchema),
+                             load_default=dict)
+    tensorflow_version = fields.Str(allow_none=True, load_default=None)
+    description = fields.Str(load_default="", validate=validate.Length(max=10_000))
+    tags = fields.Dict(keys=fields.Str(validate=validate.Regexp(TAG_KEY_PATTERN)),
+                       values=fields.Str(validate=validate.Length(max=256)),
+                       load_default=dict)
+    license = fields.Str(allow_none=True, load_default=None, validate=validate.Length(max=256))
+    model_card = fields.Str(allow_none=True, load_default=None,
+                            validate=validate.Length(max=1_000_000))
+    artifacts = fields.Dict(keys=fields.Str(), values=fields.Nested(ArtifactSchema),
+                            load_default=dict)
+
+    @validates("files")
+    def _unique_paths(self, files: list[dict], **_) -> None:
+        paths = [f["path"] for f in files]
+        if len(set(paths)) != len(paths):
+            raise ValidationError("file paths must be unique")
+        if not {"saved_model.pb", "saved_model.pbtxt"} & set(paths):
+            raise ValidationError("a version must contain saved_model.pb or saved_model.pbtxt")
+
+
+_MANIFEST = ManifestSchema()
+
+
+def load_manifest(data: object, where: str = "manifest") -> dict:
+    """Validate a manifest read from anywhere (store, HTTP) and return it as typed values."""
+    try:
+        return _MANIFEST.load(data)
+    except ValidationError as e:
+        raise InvalidManifest(f"{where} is invalid: {e.messages}") from e
+
+
+def dump_manifest(manifest: dict) -> dict:
+    """Validate a manifest about to be written and return its JSON-ready form."""
+    loaded = load_manifest(_MANIFEST.dump(manifest), "new manifest")
+    return _MANIFEST.dump(loaded)

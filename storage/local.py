@@ -1,0 +1,238 @@
+"""`LocalStore`: the default store, a folder on a local disk.
+
+Every write goes to a unique temp file beside its target, is fsync'ed, then renamed into place, so
+readers see the old object or the new one and never a torn one. Create-only writes use `link()`,
+which fails atomically if the target exists, across processes. Compare-and-swap holds an `flock`
+on a lock file beside the key for the read-compare-rename.
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import io
+import os
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import BinaryIO, Iterator
+
+from schemas.errors import (
+    ObjectExists,
+    ObjectNotFound,
+    PreconditionFailed,
+    StoreAccessDenied,
+    StoreError,
+)
+
+from .base import CHUNK_SIZE, ObjectInfo, ObjectStore, check_key, check_prefix
+
+TEMP_PREFIX = ".tmp-"
+LOCK_PREFIX = ".lock-"
+
+
+@contextlib.contextmanager
+def _translated(key: str):
+    """Turn OS errors into the project's store errors, naming the key."""
+    try:
+        yield
+    except FileNotFoundError as e:
+        raise ObjectNotFound(f"no object at {key!r}") from e
+    except PermissionError as e:
+        raise StoreAccessDenied(f"permission denied for {key!r}: {e}") from e
+    except OSError as e:
+        if e.errno == errno.ENOSPC:
+            raise StoreError(f"store is out of space while writing {key!r}") from e
+        raise StoreError(f"store I/O error on {key!r}: {e}") from e
+
+
+def _etag(st: os.stat_result) -> str:
+    # Every write renames a new inode into place, so inode + mtime + size changes on every write
+    # without reading the content.
+    return f"{st.st_ino:x}-{st.st_mtime_ns:x}-{st.st_size:x}"
+
+
+def _info(key: str, st: os.stat_result) -> ObjectInfo:
+    modified = datetime.fromtimestamp(st.st_mtime, tz=timezone.utc)
+    return ObjectInfo(key=key, size=st.st_size, etag=_etag(st), modified=modified)
+
+
+class LocalStore(ObjectStore):
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root).expanduser().absolute()
+        self.uri = f"file://{self.root}"
+        with _translated(""):
+            self.root.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, key: str) -> Path:
+        return self.root / check_key(key)
+
+    # --- writing ------------------------------------------------------------------------------
+
+    def _write_temp(self, path: Path, stream: BinaryIO) -> Path:
+        """Copy `stream` into a new, fsync'ed temp file beside `path`; return the temp path."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temp = path.parent / f"{TEMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex}"
+        try:
+            with open(temp, "xb") as out:
+                buffer = bytearray(CHUNK_SIZE)
+                view = memoryview(buffer)
+                readinto = getattr(stream, "readinto", None)
+                while True:
+                    if readinto is not None:
+                        n = readinto(buffer)
+                        chunk = view[:n] if n else b""
+                    else:
+                        chunk = stream.read(CHUNK_SIZE)
+                    if not chunk:
+                        break
+                    out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+        except BaseException:
+            with contextlib.suppress(OSError):
+                temp.unlink()
+            raise
+        return temp
+
+    def _sync_dir(self, directory: Path) -> None:
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def put(self, key: str, stream: BinaryIO) -> ObjectInfo:
+        path = self._path(key)
+        with _translated(key):
+            temp = self._write_temp(path, stream)
+            os.replace(temp, path)
+            self._sync_dir(path.parent)
+            return _info(key, path.stat())
+
+    def _create(self, key: str, path: Path, data: bytes) -> ObjectInfo:
+        temp = self._write_temp(path, io.BytesIO(data))
+        try:
+            # link() refuses to replace an existing file, atomically, even across processes and
+            # NFS clients; rename() would silently overwrite.
+            os.link(temp, path)
+        except FileExistsError as e:
+            raise ObjectExists(f"object {key!r} already exists") from e
+        finally:
+            temp.unlink()
+        self._sync_dir(path.parent)
+        return _info(key, path.stat())
+
+    def put_if_absent(self, key: str, data: bytes) -> ObjectInfo:
+        path = self._path(key)
+        with _translated(key):
+            return self._create(key, path, data)
+
+    @contextlib.contextmanager
+    def _locked(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path.parent / f"{LOCK_PREFIX}{path.name}", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def put_if_match(self, key: str, data: bytes, etag: str | None) -> ObjectInfo:
+        path = self._path(key)
+        with _translated(key), self._locked(path):
+            if etag is None:
+                try:
+                    return self._create(key, path, data)
+                except ObjectExists as e:
+                    raise PreconditionFailed(f"object {key!r} already exists") from e
+            try:
+                current = _etag(path.stat())
+            except FileNotFoundError as e:
+                raise PreconditionFailed(f"object {key!r} no longer exists") from e
+            if current != etag:
+                raise PreconditionFailed(f"object {key!r} changed since it was read")
+            temp = self._write_temp(path, io.BytesIO(data))
+            os.replace(temp, path)
+            self._sync_dir(path.parent)
+            return _info(key, path.stat())
+
+    # --- reading ------------------------------------------------------------------------------
+
+    def open(self, key: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        path = self._path(key)
+        with _translated(key):
+            f = open(path, "rb")
+        return self._chunks(key, f, start, end)
+
+    @staticmethod
+    def _chunks(key: str, f, start: int, end: int | None) -> Iterator[bytes]:
+        with f, _translated(key):
+            f.seek(start)
+            remaining = None if end is None else max(0, end - start)
+            while remaining is None or remaining > 0:
+                chunk = f.read(CHUNK_SIZE if remaining is None else min(CHUNK_SIZE, remaining))
+                if not chunk:
+                    return
+                if remaining is not None:
+                    remaining -= len(chunk)
+                yield chunk
+
+    def read_with_etag(self, key: str) -> tuple[bytes, str]:
+        path = self._path(key)
+        with _translated(key), open(path, "rb") as f:
+            # fstat on the open file: a concurrent rename replaces the path, not this inode.
+            return f.read(), _etag(os.fstat(f.fileno()))
+
+    def head(self, key: str) -> ObjectInfo:
+        path = self._path(key)
+        with _translated(key):
+            return _info(key, path.stat())
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        check_prefix(prefix)
+        base = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
+        top = self.root / base if base else self.root
+        found: list[tuple[str, os.stat_result]] = []
+        for dirpath, dirnames, filenames in os.walk(top):
+            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+            rel = os.path.relpath(dirpath, self.root)
+            for name in filenames:
+                if name.startswith("."):
+                    continue
+                key = name if rel == "." else f"{rel}/{name}"
+                if not key.startswith(prefix):
+                    continue
+                try:
+                    found.append((key, os.stat(os.path.join(dirpath, name))))
+                except FileNotFoundError:
+                    continue  # deleted while we walked
+        found.sort(key=lambda item: item[0])
+        for key, st in found:
+            yield _info(key, st)
+
+    # --- maintenance --------------------------------------------------------------------------
+
+    def delete(self, key: str) -> None:
+        path = self._path(key)
+        with _translated(key), contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+    def touch(self, key: str) -> None:
+        path = self._path(key)
+        with _translated(key):
+            os.utime(path)
+
+    def cleanup_incomplete(self, older_than: datetime) -> int:
+        cutoff = older_than.timestamp()
+        removed = 0
+        for dirpath, _, filenames in os.walk(self.root):
+            for name in filenames:
+                if not name.startswith(TEMP_PREFIX):
+                    continue
+                path = os.path.join(dirpath, name)
+                with contextlib.suppress(FileNotFoundError):
+                    if os.stat(path).st_mtime < cutoff:
+                        os.unlink(path)
+                        removed += 1
+        return removed
