@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import BinaryIO, Iterator
 
 from schemas.errors import (
+    ModelhubError,
     ObjectExists,
     ObjectNotFound,
     PreconditionFailed,
@@ -36,6 +37,8 @@ def _translated(key: str):
     """Turn OS errors into the project's store errors, naming the key."""
     try:
         yield
+    except ModelhubError:
+        raise  # already ours (some of ours are OSErrors too)
     except FileNotFoundError as e:
         raise ObjectNotFound(f"no object at {key!r}") from e
     except PermissionError as e:

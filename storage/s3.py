@@ -78,6 +78,9 @@ def _info(key: str, size: int, etag: str, modified: datetime) -> ObjectInfo:
 
 
 class S3Store(ObjectStore):
+    #: Keys per LIST request (S3 caps it at 1000).
+    list_page_size = 1000
+
     def __init__(self, bucket: str, prefix: str = "", client=None, *,
                  multipart_threshold: int = MULTIPART_THRESHOLD,
                  multipart_chunk_size: int = MULTIPART_CHUNK_SIZE):
@@ -103,9 +106,10 @@ class S3Store(ObjectStore):
             multipart_threshold=multipart_threshold,
             multipart_chunksize=multipart_chunk_size,
             max_concurrency=4,
-            max_in_memory_upload_chunks=4,
             use_threads=True,
         )
+        # s3transfer's knob (not in boto3's constructor): chunks buffered from a stream.
+        self.transfer_config.max_in_memory_upload_chunks = 4
 
     def _full(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
@@ -193,7 +197,9 @@ class S3Store(ObjectStore):
         full = self._full(prefix) if prefix else (f"{self.prefix}/" if self.prefix else "")
         paginator = self.client.get_paginator("list_objects_v2")
         with _translated(self, prefix):
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=full):
+            for page in paginator.paginate(
+                    Bucket=self.bucket, Prefix=full,
+                    PaginationConfig={"PageSize": self.list_page_size}):
                 for obj in page.get("Contents", []):
                     yield _info(self._strip(obj["Key"]), obj["Size"], obj["ETag"],
                                 obj["LastModified"])

@@ -1,0 +1,236 @@
+"""Publish and pull throughput of a large SavedModel on the LocalStore, relative to `cp -r`.
+
+    .venv/bin/python benchmarks/publish_pull.py [--size-mb 1024] [--repeat 3]
+                                                [--workdir /tmp/modelhub-bench] [--json OUT]
+
+What it measures, for one generated SavedModel of `--size-mb` MB of random float32 weights
+(`hub.examples.build_large`, built once into `--workdir` and reused by later runs):
+
+- `cp -r`          copying the model folder: the ceiling for moving these bytes between folders.
+- `cp -r + sync`   the same followed by `sync -f DST`, so the data reaches the disk. LocalStore
+                   fsyncs every file it writes (a published version must survive a crash), plain
+                   `cp -r` does not, so publish is shown against both.
+- `publish`        `Registry.publish` into a fresh, empty store: hashes every file, uploads
+                   (copies, hashing again, fsync) each blob, writes the manifest.
+- `pull`           `Registry.pull` of that version into a fresh folder, verifying every sha256.
+                   Pull does not fsync, so `cp -r` is its like-for-like baseline.
+- `archive`        `Registry.archive` streamed into /dev/null: tar + gzip (level 1) of the
+                   version, verified as it streams. An extra row: compression bounds it, so its
+                   ratios to `cp -r` are context, not a goal.
+
+The goal is a throughput of at least 0.5x `cp -r` for publish and pull. A ratio is
+`cp seconds / operation seconds` on medians, so 0.5x means "takes twice as long as cp -r".
+
+Every repetition uses fresh, empty store and destination folders, removed afterwards. Dirty pages
+are flushed (`sync`, untimed) before each timed operation so none pays for another's writeback;
+the page cache is not dropped (that needs root), so every run is warm-cache and the rows are
+comparable with one another, not with cold-cache numbers. The baselines are measured in the same
+run, interleaved with the operations, so the ratios hold on whatever machine runs this.
+MB means 2**20 bytes throughout, as in `build_large`.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+
+from hub.registry import Registry
+
+MODEL_NAME = "bench"
+MODEL_REF = f"{MODEL_NAME}/1"
+MIB = 1024 * 1024
+
+CP = "cp -r"
+CP_SYNC = "cp -r + sync"
+PUBLISH = "publish"
+PULL = "pull"
+ARCHIVE = "archive -> /dev/null"
+OPERATIONS = (CP, CP_SYNC, PUBLISH, PULL, ARCHIVE)
+
+
+# --- the model ------------------------------------------------------------------------------------
+
+def folder_size(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def ensure_model(workdir: Path, megabytes: int) -> Path:
+    """The generated model in `workdir`, built on first use (in a child process, so TensorFlow
+    and its threads never share the process being measured) and renamed into place when done, so
+    an interrupted build is never reused."""
+    model = workdir / f"model-{megabytes}mb"
+    if (model / "saved_model.pb").is_file():
+        return model
+    partial = workdir / f".{model.name}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    workdir.mkdir(parents=True, exist_ok=True)
+    print(f"building a {megabytes} MB SavedModel in {model} (once; takes a while) ...", flush=True)
+    build = "import sys; from hub.examples import build_large; build_large(sys.argv[1], int(sys.argv[2]))"
+    subprocess.run([sys.executable, "-c", build, str(partial), str(megabytes)], check=True)
+    partial.rename(model)
+    return model
+
+
+# --- the operations -------------------------------------------------------------------------------
+
+def copy_tree(source: Path, dest: Path, *, sync: bool = False) -> None:
+    subprocess.run(["cp", "-r", str(source), str(dest)], check=True)
+    if sync:
+        subprocess.run(["sync", "-f", str(dest)], check=True)
+
+
+def drain(chunks: Iterator[bytes]) -> int:
+    with open(os.devnull, "wb") as sink:
+        return sum(sink.write(chunk) for chunk in chunks)
+
+
+def timed(operation: Callable[[], object]) -> float:
+    """Seconds `operation` takes, started with no dirty pages left by earlier steps."""
+    os.sync()
+    start = time.perf_counter()
+    operation()
+    return time.perf_counter() - start
+
+
+@contextlib.contextmanager
+def scratch(path: Path) -> Iterator[Path]:
+    """A path that does not exist yet, and is removed (with whatever was made there) on exit."""
+    shutil.rmtree(path, ignore_errors=True)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def run_repetition(model: Path, workdir: Path, size: int) -> dict[str, float]:
+    """One timing of every operation, each into fresh folders that are removed afterwards."""
+    times = {}
+    with scratch(workdir / "copy") as dest:
+        times[CP] = timed(lambda: copy_tree(model, dest))
+    with scratch(workdir / "copy") as dest:
+        times[CP_SYNC] = timed(lambda: copy_tree(model, dest, sync=True))
+    with scratch(workdir / "store") as store:
+        registry = Registry.open(str(store))
+        manifest = {}
+        times[PUBLISH] = timed(lambda: manifest.update(registry.publish(model, MODEL_NAME)))
+        if manifest["total_size"] != size:
+            raise RuntimeError(f"published {manifest['total_size']} bytes, expected {size}")
+        with scratch(workdir / "pulled") as dest:
+            times[PULL] = timed(lambda: registry.pull(MODEL_REF, dest))
+            if folder_size(dest) != size:
+                raise RuntimeError(f"pulled {folder_size(dest)} bytes, expected {size}")
+        times[ARCHIVE] = timed(lambda: drain(registry.archive(MODEL_REF)[1]))
+    return times
+
+
+# --- reporting ------------------------------------------------------------------------------------
+
+def summarize(runs: list[dict[str, float]], size: int) -> dict[str, dict]:
+    """Best, median, MB/s and ratios to both baselines (on medians) for every operation."""
+    medians = {op: statistics.median(run[op] for run in runs) for op in OPERATIONS}
+    summary = {}
+    for op in OPERATIONS:
+        seconds = [run[op] for run in runs]
+        summary[op] = {
+            "seconds": seconds,
+            "best_s": min(seconds),
+            "median_s": medians[op],
+            "mb_per_s": size / MIB / medians[op],
+            "ratio_to_cp": medians[CP] / medians[op],
+            "ratio_to_cp_sync": medians[CP_SYNC] / medians[op],
+        }
+    return summary
+
+
+def format_table(summary: dict[str, dict]) -> str:
+    header = ("operation", "best s", "median s", "MB/s", "x cp -r", "x cp -r+sync")
+    rows = [header] + [
+        (op, f"{s['best_s']:.2f}", f"{s['median_s']:.2f}", f"{s['mb_per_s']:.0f}",
+         f"{s['ratio_to_cp']:.2f}x", f"{s['ratio_to_cp_sync']:.2f}x")
+        for op, s in summary.items()
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w)
+                       for i, (cell, w) in enumerate(zip(row, widths))) for row in rows]
+    lines.insert(1, "-" * len(lines[0]))
+    return "\n".join(lines)
+
+
+def environment(workdir: Path) -> dict:
+    fs = subprocess.run(["stat", "-f", "-c", "%T", str(workdir)], capture_output=True, text=True)
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "filesystem": fs.stdout.strip(),
+    }
+
+
+def reproduce_command(args: argparse.Namespace) -> str:
+    command = [sys.executable, "benchmarks/publish_pull.py", "--size-mb", str(args.size_mb),
+               "--repeat", str(args.repeat), "--workdir", str(args.workdir)]
+    if args.json:
+        command += ["--json", str(args.json)]
+    return shlex.join(command)
+
+
+# --- main -----------------------------------------------------------------------------------------
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--size-mb", type=int, default=1024,
+                        help="MB of weights in the generated model (default 1024)")
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/modelhub-bench"),
+                        help="where the model is built (and reused) and the stores go "
+                             "(default /tmp/modelhub-bench)")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="repetitions; best and median are reported (default 3)")
+    parser.add_argument("--json", type=Path, metavar="OUT", help="also write the results here")
+    args = parser.parse_args(argv)
+    if args.size_mb < 1 or args.repeat < 1:
+        parser.error("--size-mb and --repeat must be at least 1")
+    args.workdir = args.workdir.absolute()
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    started = time.perf_counter()
+    print(f"reproduce: cd {Path(__file__).resolve().parent.parent} && {reproduce_command(args)}")
+    model = ensure_model(args.workdir, args.size_mb)
+    size = folder_size(model)
+    env = environment(args.workdir)
+    print(f"model: {model} ({size / MIB:.0f} MB); " + ", ".join(f"{k} {v}" for k, v in env.items()))
+
+    runs = []
+    for rep in range(1, args.repeat + 1):
+        runs.append(run_repetition(model, args.workdir, size))
+        print(f"repetition {rep}/{args.repeat}: "
+              + ", ".join(f"{op} {s:.2f}s" for op, s in runs[-1].items()), flush=True)
+
+    summary = summarize(runs, size)
+    print(f"\n{args.repeat} repetitions, warm page cache; MB/s and ratios from medians "
+          "(ratio = cp seconds / operation seconds; goal >= 0.5x)\n")
+    print(format_table(summary))
+    elapsed = time.perf_counter() - started
+    print(f"\ntotal run time {elapsed:.0f} s")
+
+    if args.json:
+        args.json.write_text(json.dumps({
+            "command": reproduce_command(args), "size_bytes": size, "repeat": args.repeat,
+            "environment": env, "operations": summary, "total_run_s": elapsed,
+        }, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
