@@ -6,7 +6,7 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterable, Iterator
+from typing import BinaryIO, Callable, Iterable, Iterator
 
 from schemas.errors import IntegrityError, InvalidModel
 
@@ -50,24 +50,30 @@ def sha256_file(path: Path) -> str:
 
 
 class HashingReader:
-    """Wraps a binary stream, hashing and counting what passes through `read`."""
+    """Wraps a binary stream, hashing and counting what passes through `read`; `on_read` hears
+    how many bytes each read returned (for progress bars)."""
 
-    def __init__(self, stream: BinaryIO):
+    def __init__(self, stream: BinaryIO, on_read: Callable[[int], None] | None = None):
         self._stream = stream
         self._digest = hashlib.sha256()
+        self._on_read = on_read
         self.size = 0
+
+    def _seen(self, data) -> None:
+        self._digest.update(data)
+        self.size += len(data)
+        if self._on_read and len(data):
+            self._on_read(len(data))
 
     def read(self, size: int = -1) -> bytes:
         data = self._stream.read(size)
-        self._digest.update(data)
-        self.size += len(data)
+        self._seen(data)
         return data
 
     def readinto(self, buffer) -> int:
         n = self._stream.readinto(buffer)
         if n:
-            self._digest.update(memoryview(buffer)[:n])
-            self.size += n
+            self._seen(memoryview(buffer)[:n])
         return n
 
     def hexdigest(self) -> str:

@@ -285,15 +285,17 @@ class Registry:
             try:
                 # Already stored: refresh its time so a concurrent `gc` leaves it alone.
                 self.store.touch(key)
+                if on_progress:
+                    on_progress(f.size)
+                return
             except ObjectNotFound:
-                with open(f.source, "rb") as raw:
-                    reader = HashingReader(raw)
-                    self.store.put(key, reader)
-                if reader.hexdigest() != digest:
-                    self.store.delete(key)
-                    raise IntegrityError(f"{f.source} changed while it was being published")
-            if on_progress:
-                on_progress(f.size)
+                pass
+            with open(f.source, "rb") as raw:
+                reader = HashingReader(raw, on_progress)
+                self.store.put(key, reader)
+            if reader.hexdigest() != digest:
+                self.store.delete(key)
+                raise IntegrityError(f"{f.source} changed while it was being published")
 
         _parallel(upload, unique.items())
 
