@@ -17,7 +17,8 @@ import click
 from schemas.errors import InvalidArgument, ModelhubError
 from schemas.manifest import dump_manifest
 
-DEFAULT_STORE = os.path.join("~", ".modelhub", "store")
+from .registry import DEFAULT_STORE
+
 
 
 class _Group(click.Group):
@@ -33,11 +34,17 @@ class _Group(click.Group):
 
 
 def _registry(ctx: click.Context):
-    from .registry import Registry
-
+    """The hub client when --hub/MODELHUB_URL is set, else the registry on --store."""
     obj = ctx.find_root().obj
     if "registry" not in obj:
-        obj["registry"] = Registry.open(os.path.expanduser(obj["store"]))
+        if obj["hub"]:
+            from .client import HubClient
+
+            obj["registry"] = HubClient(obj["hub"])  # token from MODELHUB_TOKEN
+        else:
+            from .registry import Registry
+
+            obj["registry"] = Registry.open(obj["store"])
     return obj["registry"]
 
 
@@ -69,12 +76,15 @@ def _folder_size(path: Path) -> int:
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--store", envvar="MODELHUB_STORE", default=DEFAULT_STORE, show_default=True,
               help="Store URI: a folder, file:///path or s3://bucket/prefix [env MODELHUB_STORE].")
+@click.option("--hub", envvar="MODELHUB_URL", default=None,
+              help="Work through a running hub at this URL instead of a store [env MODELHUB_URL]; "
+                   "the token comes from MODELHUB_TOKEN.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 @click.version_option(package_name="modelhub")
 @click.pass_context
-def cli(ctx: click.Context, store: str, quiet: bool) -> None:
+def cli(ctx: click.Context, store: str, hub: str | None, quiet: bool) -> None:
     """Publish, fetch and manage versioned TensorFlow SavedModels."""
-    ctx.obj = {"store": store, "quiet": quiet}
+    ctx.obj = {"store": store, "hub": hub, "quiet": quiet}
 
 
 def _parse_tags(tags: tuple[str, ...]) -> dict[str, str]:
@@ -266,6 +276,64 @@ def gc(ctx, grace: str) -> None:
     report = _registry(ctx).gc(parse_duration(grace))
     click.echo(f"removed {report['removed_blobs']} blobs ({_size(report['freed_bytes'])}) and "
                f"{report['removed_incomplete']} incomplete uploads")
+
+
+@cli.group()
+def token() -> None:
+    """API tokens for the hub (scopes: read < write < admin)."""
+
+
+@token.command(name="create")
+@click.option("--scope", type=click.Choice(["read", "write", "admin"]), required=True)
+@click.option("--description", default="", help="What the token is for.")
+@click.pass_context
+def token_create(ctx, scope: str, description: str) -> None:
+    """Create a token; it is printed alone on the last line, and only this once."""
+    registry = _registry(ctx)
+    if hasattr(registry, "create_token"):  # through a hub: needs an admin token
+        new = registry.create_token(scope, description)
+    else:  # straight into the store
+        from .tokens import TokenStore
+
+        new = TokenStore(registry.store).create(scope, description)
+    click.echo(f"Created a token with scope {scope}; it is shown only this once:", err=True)
+    click.echo(new)
+
+
+def _default_workers() -> int:
+    # Transfers are I/O bound: a few processes, each with many threads.
+    return max(2, min(4, os.cpu_count() or 1))
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=int)
+@click.option("--workers", default=None, type=int, help="Worker processes [default: 2-4 by cores].")
+@click.option("--threads", default=8, show_default=True, type=int, help="Threads per worker.")
+@click.option("--timeout", default=120, show_default=True, type=int,
+              help="Seconds a worker may stay silent before it is restarted.")
+@click.option("--graceful-timeout", default=30, show_default=True, type=int,
+              help="Seconds in-flight requests get to finish on shutdown.")
+@click.pass_context
+def serve(ctx, host: str, port: int, workers: int | None, threads: int, timeout: int,
+          graceful_timeout: int) -> None:
+    """Run the hub API on the store under gunicorn."""
+    obj = ctx.find_root().obj
+    os.environ["MODELHUB_STORE"] = obj["store"]
+    from .registry import Registry
+
+    Registry.open(obj["store"])  # a bad store fails here, with a one-line message
+    argv = [sys.executable, "-m", "gunicorn",
+            "--bind", f"{host}:{port}",
+            "--workers", str(workers or _default_workers()),
+            "--worker-class", "gthread", "--threads", str(threads),
+            "--timeout", str(timeout), "--graceful-timeout", str(graceful_timeout),
+            # publish metadata travels in a header; allow model cards of a useful size
+            "--limit-request-field_size", "65536",
+            "--access-logfile", "-", "--error-logfile", "-",
+            # the app object lives in the top layer; named as a string, not imported here
+            "serving.app:create_app()"]
+    os.execv(sys.executable, argv)
 
 
 def main() -> None:

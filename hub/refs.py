@@ -15,11 +15,15 @@ def check_name(name: str) -> str:
     return name
 
 
+#: Not an alias: in URLs it selects the newest version.
+LATEST = "latest"
+
+
 def check_alias(alias: str) -> str:
-    if not isinstance(alias, str) or not ALIAS_PATTERN.match(alias):
+    if not isinstance(alias, str) or not ALIAS_PATTERN.match(alias) or alias == LATEST:
         raise InvalidReference(
             f"invalid alias {alias!r}: use lower-case letters, digits, '.', '_' and '-', "
-            "starting with a letter, at most 64 characters")
+            f"starting with a letter, at most 64 characters, and not {LATEST!r}")
     return alias
 
 
@@ -42,6 +46,16 @@ class Reference:
         if self.alias is not None:
             return f"{self.name}@{self.alias}"
         return self.name
+
+
+def reference_from_url(name: str, selector: str | None) -> Reference:
+    """`/models/NAME/SELECTOR` where SELECTOR is a version number, `latest`, or an alias."""
+    check_name(name)
+    if selector is None or selector == LATEST:
+        return Reference(name)
+    if selector.isdigit():
+        return Reference(name, version=check_version(selector))
+    return Reference(name, alias=check_alias(selector))
 
 
 def parse_reference(text: str) -> Reference:

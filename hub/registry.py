@@ -15,19 +15,20 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import random
 import shutil
 import tempfile
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, TypeVar
+from typing import Callable, Iterable, Iterator
 
 from schemas.errors import (
     AliasNotFound,
     ConcurrentModification,
+    FileNotInVersion,
     IntegrityError,
     InvalidArgument,
     InvalidModel,
@@ -46,14 +47,13 @@ from .archive import safe_extract, saved_model_root, tar_gz_chunks
 from .bundle import HashingReader, LocalFile, scan_folder, sha256_file, verified_chunks
 from .refs import Reference, check_alias, check_name, check_version, parse_reference
 from .signatures import read_saved_model_info
+from .transfer import parallel_map
 
-#: Threads for hashing and transfers: I/O bound, and hashlib releases the GIL.
-TRANSFER_THREADS = 8
+#: Where the registry lives when neither --store nor MODELHUB_STORE says.
+DEFAULT_STORE = os.path.join("~", ".modelhub", "store")
 PUBLISH_ATTEMPTS = 200
 
 Progress = Callable[[int], None]
-T = TypeVar("T")
-R = TypeVar("R")
 
 
 def blob_key(sha256: str) -> str:
@@ -76,21 +76,6 @@ def _json_bytes(obj: object) -> bytes:
     return json.dumps(obj, indent=1, sort_keys=True).encode()
 
 
-def _parallel(fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
-    """Map `fn` over `items` on threads, in order; the first error cancels what has not started."""
-    items = list(items)
-    if len(items) <= 1:
-        return [fn(item) for item in items]
-    with ThreadPoolExecutor(max_workers=min(TRANSFER_THREADS, len(items))) as pool:
-        futures = [pool.submit(fn, item) for item in items]
-        try:
-            return [f.result() for f in futures]
-        except BaseException:
-            for f in futures:
-                f.cancel()
-            raise
-
-
 def parse_duration(text: str) -> timedelta:
     """`0s`, `90s`, `30m`, `24h`, `7d`."""
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -107,7 +92,7 @@ class Registry:
 
     @classmethod
     def open(cls, uri: str) -> "Registry":
-        return cls(open_store(uri))
+        return cls(open_store(os.path.expanduser(uri)))
 
     def __repr__(self) -> str:
         return f"Registry({self.store.uri!r})"
@@ -215,7 +200,7 @@ class Registry:
                 "updated": latest["created"],
             }
 
-        summaries = [s for s in _parallel(summary, self.model_names()) if s]
+        summaries = [s for s in parallel_map(summary, self.model_names()) if s]
         if query:
             q = query.lower()
             summaries = [s for s in summaries if q in s["name"] or q in s["description"].lower()
@@ -254,7 +239,7 @@ class Registry:
         aliases = [check_alias(a) for a in aliases]
         files = scan_folder(root)
         info = read_saved_model_info(root)
-        digests = _parallel(lambda f: sha256_file(f.source), files)
+        digests = parallel_map(lambda f: sha256_file(f.source), files)
         self._upload_blobs(list(zip(files, digests)), on_progress)
         manifest = {
             "schema_version": MANIFEST_SCHEMA_VERSION,
@@ -297,7 +282,7 @@ class Registry:
                 self.store.delete(key)
                 raise IntegrityError(f"{f.source} changed while it was being published")
 
-        _parallel(upload, unique.items())
+        parallel_map(upload, unique.items())
 
     def _write_manifest(self, manifest: dict) -> dict:
         """Take the next free version number, create-only; retry when another publisher won."""
@@ -389,12 +374,24 @@ class Registry:
 
     # --- fetching -----------------------------------------------------------------------------
 
-    def _file_chunks(self, manifest: dict, entry: dict) -> Iterator[bytes]:
+    def file_entry(self, manifest: dict, path: str) -> dict:
+        for entry in manifest["files"]:
+            if entry["path"] == path:
+                return entry
+        raise FileNotInVersion(f"{manifest['name']}/{manifest['version']} has no file {path!r}")
+
+    def file_chunks(self, manifest: dict, entry: dict, start: int = 0,
+                    end: int | None = None) -> Iterator[bytes]:
+        """The bytes of one file of a version. A whole file is verified as it streams (the
+        iterator raises `IntegrityError` at the end on a mismatch); a range cannot be, so whoever
+        reassembles ranges checks the sha256 of the whole."""
         label = f"file {entry['path']} of {manifest['name']}/{manifest['version']}"
         try:
-            chunks = self.store.open(blob_key(entry["sha256"]))
+            chunks = self.store.open(blob_key(entry["sha256"]), start, end)
         except ObjectNotFound:
             raise IntegrityError(f"{label} is missing from the store") from None
+        if start or end is not None:
+            return chunks
         return verified_chunks(chunks, entry["sha256"], entry["size"], label)
 
     def pull(self, ref: str | Reference, dest: str | Path, *,
@@ -412,12 +409,12 @@ class Registry:
                 target = staging / entry["path"]
                 target.parent.mkdir(parents=True, exist_ok=True)
                 with open(target, "wb") as out:
-                    for chunk in self._file_chunks(manifest, entry):
+                    for chunk in self.file_chunks(manifest, entry):
                         out.write(chunk)
                         if on_progress:
                             on_progress(len(chunk))
 
-            _parallel(fetch, manifest["files"])
+            parallel_map(fetch, manifest["files"])
             if dest.exists():
                 dest.rmdir()
             staging.rename(dest)
@@ -432,6 +429,6 @@ class Registry:
         Each file is verified as it streams; a mismatch raises mid-stream, so a consumer must
         treat the archive as valid only once the iterator finishes."""
         manifest = self.get(ref)
-        entries = ((e["path"], e["size"], self._file_chunks(manifest, e))
+        entries = ((e["path"], e["size"], self.file_chunks(manifest, e))
                    for e in manifest["files"])
         return manifest, tar_gz_chunks(entries)

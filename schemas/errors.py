@@ -96,6 +96,10 @@ class AliasNotFound(ModelNotFound):
     code = "alias_not_found"
 
 
+class FileNotInVersion(ModelNotFound):
+    code = "file_not_found"
+
+
 class VersionInUse(ModelhubError):
     """A version cannot be deleted while an alias points to it."""
 
@@ -149,6 +153,45 @@ class TooLarge(InvalidModel):
 class InvalidArgument(ModelhubError, ValueError):
     code = "invalid_argument"
     status = 400
+
+
+class UnsupportedMediaType(InvalidArgument):
+    code = "unsupported_media_type"
+    status = 415
+
+
+class NotCached(ModelhubError, LookupError):
+    """Offline mode was asked for something the local cache does not hold complete."""
+
+    code = "not_cached"
+    status = 404
+
+
+# --- Access -------------------------------------------------------------------------------------
+
+
+class Unauthorized(ModelhubError, PermissionError):
+    """No token, or a token the hub does not know."""
+
+    code = "unauthorized"
+    status = 401
+
+
+class Forbidden(ModelhubError, PermissionError):
+    """A valid token whose scope is too small for the request."""
+
+    code = "forbidden"
+    status = 403
+
+
+# --- Talking to a hub ---------------------------------------------------------------------------
+
+
+class HubUnavailable(ModelhubError, ConnectionError):
+    """The hub server cannot be reached or answered with something that is not modelhub's."""
+
+    code = "hub_unavailable"
+    status = 503
 
 
 def all_error_classes() -> list[type[ModelhubError]]:

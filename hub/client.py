@@ -1,0 +1,287 @@
+"""`HubClient`: the hub HTTP API from Python, with a verified local cache.
+
+    client = HubClient("http://hub:8080", token="mh_...")   # or MODELHUB_URL / MODELHUB_TOKEN
+    client.publish("./saved_model", "mnist", aliases=["prod"])
+    model = client.load("mnist@prod")                         # like tensorflow_hub.load
+
+It offers the same operations as `Registry`, so the CLI works against either. Failed requests
+go through one funnel (`_raise_for_error`) that maps the server's error code to its class.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+from urllib.parse import quote
+
+import requests
+
+from schemas.errors import (
+    Forbidden,
+    HubUnavailable,
+    IntegrityError,
+    InvalidArgument,
+    InvalidModel,
+    ModelhubError,
+    ModelNotFound,
+    TooLarge,
+    Unauthorized,
+    UnsupportedMediaType,
+    all_error_classes,
+)
+from schemas.manifest import load_manifest
+
+from .archive import saved_model_root, tar_gz_chunks
+from .bundle import scan_folder
+from .cache import ModelCache
+from .refs import Reference, check_name, parse_reference
+from .transfer import parallel_map
+
+CHUNK = 1024 * 1024
+DOWNLOAD_ATTEMPTS = 5
+
+ERRORS_BY_CODE = {cls.code: cls for cls in all_error_classes()}
+ERRORS_BY_STATUS = {401: Unauthorized, 403: Forbidden, 404: ModelNotFound, 413: TooLarge,
+                    415: UnsupportedMediaType}
+
+Progress = Callable[[int], None]
+
+
+def offline_mode() -> bool:
+    return os.environ.get("MODELHUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+
+
+def _raise_for_error(response: requests.Response) -> None:
+    """The one place an error response becomes a typed exception."""
+    if response.status_code < 400:
+        return
+    try:
+        error = response.json()["error"]
+        code, message = error["code"], error["message"]
+    except (ValueError, KeyError, TypeError):
+        code, message = None, f"HTTP {response.status_code} from {response.url}"
+    cls = ERRORS_BY_CODE.get(code) or ERRORS_BY_STATUS.get(response.status_code)
+    if cls is None:
+        cls = HubUnavailable if response.status_code >= 500 else ModelhubError
+    raise cls(message)
+
+
+class HubClient:
+    def __init__(self, url: str | None = None, token: str | None = None, *,
+                 cache: ModelCache | str | None = None, timeout: float = 60.0):
+        self.url = (url or os.environ.get("MODELHUB_URL") or "").rstrip("/")
+        self.token = token or os.environ.get("MODELHUB_TOKEN") or None
+        self.cache = cache if isinstance(cache, ModelCache) else ModelCache(cache)
+        self.timeout = timeout
+        self.session = requests.Session()
+        self.session.headers["User-Agent"] = "modelhub-client"
+        if self.token:
+            self.session.headers["Authorization"] = f"Bearer {self.token}"
+
+    def __repr__(self) -> str:  # never shows the token
+        return f"HubClient({self.url!r})"
+
+    # --- transport ----------------------------------------------------------------------------
+
+    def _request(self, method: str, path: str, *, stream: bool = False, **kwargs) -> requests.Response:
+        if not self.url:
+            raise InvalidArgument("no hub URL: pass --hub or set MODELHUB_URL")
+        try:
+            response = self.session.request(method, self.url + path, stream=stream,
+                                            timeout=self.timeout, **kwargs)
+        except requests.RequestException as e:
+            raise HubUnavailable(f"cannot reach the hub at {self.url}: {e}") from e
+        _raise_for_error(response)
+        return response
+
+    def _json(self, method: str, path: str, **kwargs):
+        return self._request(method, path, **kwargs).json()
+
+    @staticmethod
+    def _version_path(name: str, version: int | str) -> str:
+        return f"/api/v1/models/{quote(name)}/versions/{quote(str(version))}"
+
+    # --- reading ------------------------------------------------------------------------------
+
+    def list_models(self, query: str | None = None) -> list[dict]:
+        models, page = [], 1
+        while True:
+            params = {"page": page, "per_page": 100, **({"q": query} if query else {})}
+            body = self._json("GET", "/api/v1/models", params=params)
+            models.extend(body["models"])
+            if page * body["per_page"] >= body["total"]:
+                return models
+            page += 1
+
+    def model(self, name: str) -> dict:
+        return self._json("GET", f"/api/v1/models/{quote(check_name(name))}")
+
+    def versions(self, name: str) -> list[int]:
+        body = self._json("GET", f"/api/v1/models/{quote(check_name(name))}/versions")
+        return [v["version"] for v in body["versions"]]
+
+    def model_names(self) -> list[str]:
+        return [m["name"] for m in self.list_models()]
+
+    def aliases(self, name: str) -> dict[str, int]:
+        return self.model(name)["aliases"]
+
+    def get(self, ref: str | Reference) -> dict:
+        """The manifest a reference points to (one request; versions come from the cache)."""
+        ref = parse_reference(ref) if isinstance(ref, str) else ref
+        if ref.version is not None:
+            cached = self.cache.cached_manifest(ref.name, ref.version)
+            if cached:
+                return cached  # versions are immutable
+        selector = ref.version or ref.alias or "latest"
+        body = self._json("GET", self._version_path(ref.name, selector))
+        return load_manifest(body, f"manifest of {ref} from {self.url}")
+
+    def resolve(self, ref: str | Reference) -> tuple[str, int]:
+        manifest = self.get(ref)
+        return manifest["name"], manifest["version"]
+
+    def archive(self, ref: str | Reference) -> tuple[dict, Iterator[bytes]]:
+        manifest = self.get(ref)
+        response = self._request("GET", self._version_path(manifest["name"], manifest["version"])
+                                 + "/archive", stream=True)
+        return manifest, response.iter_content(CHUNK)
+
+    # --- downloading into the cache -----------------------------------------------------------
+
+    def _download_blob(self, manifest: dict, entry: dict, on_progress: Progress | None) -> None:
+        """Fetch one file into the cache; a connection cut mid-file resumes with Range."""
+        url = self._version_path(manifest["name"], manifest["version"]) + \
+            "/files/" + quote(entry["path"])
+        temp = self.cache.temp_path(entry["sha256"])
+        temp.parent.mkdir(parents=True, exist_ok=True)
+        digest, have = hashlib.sha256(), 0
+        label = f"file {entry['path']} of {manifest['name']}/{manifest['version']}"
+        try:
+            with open(temp, "wb") as out:
+                for attempt in range(DOWNLOAD_ATTEMPTS):
+                    headers = {"Range": f"bytes={have}-", "If-Range": f'"{entry["sha256"]}"'} \
+                        if have else {}
+                    try:
+                        with self._request("GET", url, stream=True, headers=headers) as response:
+                            if have and response.status_code != 206:  # range ignored: start over
+                                out.seek(0)
+                                out.truncate()
+                                digest, have = hashlib.sha256(), 0
+                            for chunk in response.iter_content(CHUNK):
+                                out.write(chunk)
+                                digest.update(chunk)
+                                have += len(chunk)
+                                if on_progress:
+                                    on_progress(len(chunk))
+                        break
+                    except (HubUnavailable, requests.RequestException):
+                        if attempt == DOWNLOAD_ATTEMPTS - 1:
+                            raise
+            if have != entry["size"] or digest.hexdigest() != entry["sha256"]:
+                raise IntegrityError(f"{label} arrived corrupted: {have} bytes with sha256 "
+                                     f"{digest.hexdigest()}, expected {entry['size']} bytes "
+                                     f"with {entry['sha256']}")
+            self.cache.commit_blob(temp, entry["sha256"])
+        finally:
+            temp.unlink(missing_ok=True)
+
+    def fetch(self, ref: str | Reference, on_progress: Progress | None = None) -> tuple[dict, Path]:
+        """Make sure a version is completely in the cache; return its manifest and folder.
+
+        With MODELHUB_OFFLINE=1 only the cache is asked."""
+        ref = parse_reference(ref) if isinstance(ref, str) else ref
+        if offline_mode():
+            return self.cache.lookup(ref)
+        manifest = self.get(ref)
+        self.cache.remember_ref(ref, manifest["version"])
+        snapshot = self.cache.complete_snapshot(manifest)
+        if snapshot:
+            return manifest, snapshot
+        missing = {e["sha256"]: e for e in manifest["files"] if not self.cache.has_blob(e)}
+        parallel_map(lambda e: self._download_blob(manifest, e, on_progress), missing.values())
+        self.cache.save_manifest(manifest)
+        return manifest, self.cache.build_snapshot(manifest)
+
+    def load(self, ref: str | Reference, **load_options):
+        """The loaded SavedModel (`tf.saved_model.load`), fetched through the cache."""
+        import tensorflow as tf
+
+        _, folder = self.fetch(ref)
+        return tf.saved_model.load(str(folder), **load_options)
+
+    def pull(self, ref: str | Reference, dest: str | Path, *,
+             on_progress: Progress | None = None) -> dict:
+        """Copy a version out of the cache (fetching it first) into folder `dest`."""
+        manifest, snapshot = self.fetch(ref, on_progress)
+        dest = Path(dest).absolute()
+        if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+            raise InvalidArgument(f"destination {dest} already exists and is not empty")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        staging = dest.parent / f".{dest.name}.partial-{uuid.uuid4().hex[:12]}"
+        try:
+            # Copies, not links: editing the pulled files must not change the cache.
+            shutil.copytree(snapshot, staging, copy_function=shutil.copyfile)
+            if dest.exists():
+                dest.rmdir()
+            staging.rename(dest)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return manifest
+
+    # --- writing ------------------------------------------------------------------------------
+
+    def publish(self, source: str | Path, name: str, *, description: str = "",
+                tags: dict[str, str] | None = None, license: str | None = None,
+                model_card: str | None = None, aliases: Iterable[str] = (),
+                on_progress: Progress | None = None) -> dict:
+        """Stream a SavedModel folder (as tar.gz, built on the fly) or a tar(.gz) file to the hub."""
+        check_name(name)
+        source = Path(source)
+        metadata = {"description": description, "tags": tags or {}, "license": license,
+                    "model_card": model_card, "aliases": list(aliases)}
+        if source.is_dir():
+            root = saved_model_root(source)
+            entries = ((f.path, f.size, _read_file(f.source, on_progress)) for f in scan_folder(root))
+            body = tar_gz_chunks(entries)
+        elif source.is_file():
+            body = _read_file(source, on_progress)
+        else:
+            raise InvalidModel(f"{source} does not exist")
+        headers = {"Content-Type": "application/gzip",
+                   "Modelhub-Metadata": json.dumps(metadata, ensure_ascii=True)}
+        body_json = self._json("POST", f"/api/v1/models/{quote(name)}/versions", data=body,
+                               headers=headers)
+        return load_manifest(body_json, "published manifest")
+
+    def set_alias(self, name: str, alias: str, version: int, *,
+                  expected_version: int | None = None) -> dict:
+        return self._json("PUT", f"/api/v1/models/{quote(check_name(name))}/aliases/{quote(alias)}",
+                          json={"version": version, "expected_version": expected_version})
+
+    def remove_alias(self, name: str, alias: str) -> None:
+        self._request("DELETE", f"/api/v1/models/{quote(check_name(name))}/aliases/{quote(alias)}")
+
+    def delete_version(self, name: str, version: int) -> None:
+        self._request("DELETE", self._version_path(check_name(name), version))
+
+    def create_token(self, scope: str, description: str = "") -> str:
+        return self._json("POST", "/api/v1/tokens",
+                          json={"scope": scope, "description": description})["token"]
+
+    def gc(self, grace) -> dict:
+        raise InvalidArgument("gc runs against a store (--store), not through a hub")
+
+
+def _read_file(path: Path, on_progress: Progress | None) -> Iterator[bytes]:
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            if on_progress:
+                on_progress(len(chunk))
+            yield chunk
+

@@ -1,0 +1,31 @@
+"""Liveness and readiness: `/healthz` (the process answers) and `/readyz` (it can do its job)."""
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, Flask, current_app
+
+from schemas.errors import ModelhubError
+
+log = logging.getLogger(__name__)
+health = Blueprint("health", __name__)
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(health)
+
+
+@health.get("/healthz")
+def live():
+    return {"status": "live"}
+
+
+@health.get("/readyz")
+def ready():
+    registry = current_app.extensions["modelhub.registry"]
+    try:
+        next(iter(registry.store.list("models/")), None)  # the store answers
+    except ModelhubError as e:
+        log.warning("not ready: %s", e)
+        return {"status": "not ready", "reason": str(e)}, 503
+    return {"status": "ready"}
