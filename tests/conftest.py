@@ -1,6 +1,7 @@
 """Shared fixtures: a real S3-protocol server on loopback, stores of every kind, example models."""
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -105,3 +106,71 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 120) -> subpro
     """Run the real `modelhub` command in a subprocess."""
     return subprocess.run([sys.executable, "-m", "hub.cli", *args], capture_output=True, text=True,
                           env={**os.environ, **(env or {})}, timeout=timeout, cwd=REPO)
+
+
+class HubProcess:
+    """A real `modelhub serve` process on 127.0.0.1 and the tokens made for it."""
+
+    def __init__(self, url: str, process: subprocess.Popen, log: Path, store: str,
+                 tokens: dict[str, str]):
+        self.url, self.process, self.log, self.store, self.tokens = url, process, log, store, tokens
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def wait_for_http(url: str, process: subprocess.Popen, timeout: float = 60.0) -> None:
+    import requests
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode} before it was ready")
+        try:
+            if requests.get(url, timeout=1).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"{url} not ready after {timeout}s")
+
+
+@contextlib.contextmanager
+def running_hub(store: str, log: Path, env: dict | None = None):
+    from hub.registry import Registry
+    from hub.tokens import TokenStore
+
+    tokens = TokenStore(Registry.open(store).store)
+    made = {scope: tokens.create(scope, f"tests: {scope}") for scope in ("read", "write", "admin")}
+    port = free_port()
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "hub.cli", "--store", store, "serve", "--port", str(port),
+             "--workers", "2", "--threads", "4"],
+            stdout=out, stderr=subprocess.STDOUT, cwd=REPO, env={**os.environ, **(env or {})})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_http(f"{url}/readyz", process)
+        yield HubProcess(url, process, log, store, made)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@pytest.fixture(scope="session")
+def hub_server(tmp_path_factory):
+    """One hub for the session (tests use their own model names). Uploads are capped at 4 MiB so
+    the limit can be shown with small bodies."""
+    root = tmp_path_factory.mktemp("hub")
+    with running_hub(str(root / "store"), root / "server.log",
+                     env={"MODELHUB_MAX_UPLOAD_BYTES": str(4 * 1024 * 1024)}) as server:
+        yield server
+
+
+@pytest.fixture
+def unique_name(request) -> str:
+    """A model name no other test uses, for tests sharing the session hub."""
+    return f"t{uuid.uuid4().hex[:10]}"
