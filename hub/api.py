@@ -76,7 +76,10 @@ def error_response(e: ModelhubError) -> Response:
 
 def http_error_response(e: HTTPException) -> Response:
     code = (e.name or "error").lower().replace(" ", "_")
-    return _error(e.code or 500, code, e.description or e.name)
+    message = e.description or e.name
+    if e.code == 413:
+        message = f"the request body is larger than this server accepts ({request.max_content_length} bytes)"
+    return _error(e.code or 500, code, message)
 
 
 def unexpected_error_response(e: Exception) -> Response:

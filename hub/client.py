@@ -42,6 +42,8 @@ from .refs import Reference, check_name, parse_reference
 from .transfer import parallel_map
 
 CHUNK = 1024 * 1024
+#: Small enough that a cut connection loses little: a partial read is discarded, not yielded.
+DOWNLOAD_CHUNK = 256 * 1024
 DOWNLOAD_ATTEMPTS = 5
 
 ERRORS_BY_CODE = {cls.code: cls for cls in all_error_classes()}
@@ -172,7 +174,7 @@ class HubClient:
                                 out.seek(0)
                                 out.truncate()
                                 digest, have = hashlib.sha256(), 0
-                            for chunk in response.iter_content(CHUNK):
+                            for chunk in response.iter_content(DOWNLOAD_CHUNK):
                                 out.write(chunk)
                                 digest.update(chunk)
                                 have += len(chunk)
