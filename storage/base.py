@@ -11,9 +11,10 @@ from __future__ import annotations
 import abc
 import io
 import json
+import os
 from dataclasses import dataclass
 from datetime import datetime
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Callable, Iterator
 
 from schemas.errors import InvalidKey, ObjectNotFound
 
@@ -101,7 +102,23 @@ class ObjectStore(abc.ABC):
         """Remove leftovers of writes that died before finishing and started before `older_than`
         (temp files, multipart uploads). Returns how many were removed."""
 
-    # --- composites ---------------------------------------------------------------------------
+    # --- composites (backends may override them with faster paths) -----------------------------
+
+    def put_file(self, key: str, path: str | os.PathLike,
+                 on_progress: Callable[[int], None] | None = None) -> ObjectInfo:
+        """Store the local file at `path` under `key`; `on_progress` hears bytes as they go."""
+        with open(path, "rb") as f:
+            return self.put(key, _ProgressReader(f, on_progress) if on_progress else f)
+
+    def get_file(self, key: str, path: str | os.PathLike,
+                 on_progress: Callable[[int], None] | None = None) -> None:
+        """Write the object at `key` into the local file `path` (created or truncated)."""
+        with open(path, "wb") as out:
+            for chunk in self.open(key):
+                out.write(chunk)
+                if on_progress:
+                    out.flush()  # progress promises the bytes are in the file (see TrailingHasher)
+                    on_progress(len(chunk))
 
     def exists(self, key: str) -> bool:
         try:
@@ -129,3 +146,16 @@ class ObjectStore(abc.ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.uri!r})"
+
+
+class _ProgressReader:
+    """A read-only view of a stream that reports how many bytes each read returned."""
+
+    def __init__(self, stream: BinaryIO, on_progress: Callable[[int], None]):
+        self._stream, self._on_progress = stream, on_progress
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._stream.read(size)
+        if data:
+            self._on_progress(len(data))
+        return data

@@ -126,6 +126,14 @@ class S3Store(ObjectStore):
                                        Config=self.transfer_config)
         return self.head(key)
 
+    def put_file(self, key: str, path, on_progress=None) -> ObjectInfo:
+        check_key(key)
+        with _translated(self, key):
+            # From a file, boto uploads multipart parts in parallel (seeking is safe here).
+            self.client.upload_file(str(path), self.bucket, self._full(key),
+                                    Config=self.transfer_config, Callback=on_progress)
+        return self.head(key)
+
     def _conditional_put(self, key: str, data: bytes, **condition) -> ObjectInfo:
         check_key(key)
         for attempt in range(8):

@@ -223,3 +223,23 @@ def test_list_and_search_models(registry, examples):
     assert [m["name"] for m in registry.list_models("adds")] == ["hpt"]
     assert [m["name"] for m in registry.list_models("kind=toy")] == ["hpt"]
     assert registry.list_models("nothing-matches") == []
+
+
+def test_a_file_written_to_during_publish_fails_it_and_leaves_no_version(registry, examples,
+                                                                         tmp_path):
+    import shutil
+
+    folder = tmp_path / "model"
+    shutil.copytree(examples["half_plus_two"], folder)
+    weights = folder / "variables" / "variables.data-00000-of-00001"
+
+    def tamper(_: int) -> None:
+        with open(weights, "ab") as f:  # a training job still writing its checkpoint
+            f.write(b"more")
+
+    with pytest.raises(IntegrityError, match="changed while it was being published"):
+        registry.publish(folder, "hpt", on_progress=tamper)
+    assert registry.model_names() == []
+    weights.unlink()
+    shutil.copy(examples["half_plus_two"] / weights.relative_to(folder), weights)
+    assert registry.publish(folder, "hpt")["version"] == 1
