@@ -45,15 +45,9 @@ from schemas.manifest import MANIFEST_SCHEMA_VERSION, dump_manifest, load_manife
 from storage import ObjectStore, open_store
 
 from .archive import safe_extract, saved_model_root, tar_gz_chunks
-from .bundle import (
-    LocalFile,
-    TrailingHasher,
-    check_digest,
-    fingerprint,
-    scan_folder,
-    sha256_file,
-    verified_chunks,
-)
+from storage.hashing import TrailingHasher
+
+from .bundle import check_digest, scan_folder, verified_chunks
 from .refs import Reference, check_alias, check_name, check_version, parse_reference
 from .signatures import read_saved_model_info
 from .transfer import parallel_map
@@ -248,15 +242,18 @@ class Registry:
         aliases = [check_alias(a) for a in aliases]
         files = scan_folder(root)
         info = read_saved_model_info(root)
-        digests = parallel_map(lambda f: sha256_file(f.source), files)
-        self._upload_blobs(list(zip(files, digests)), on_progress)
+        # Each file lands under its sha256; identical files (in this or any other version) are
+        # stored once.
+        stored = parallel_map(
+            lambda f: self.store.put_content_addressed(f.source, blob_key, on_progress), files)
         manifest = {
             "schema_version": MANIFEST_SCHEMA_VERSION,
             "name": name,
             "version": 1,
             "created": datetime.now(timezone.utc),
-            "files": [{"path": f.path, "size": f.size, "sha256": d} for f, d in zip(files, digests)],
-            "total_size": sum(f.size for f in files),
+            "files": [{"path": f.path, "size": size, "sha256": digest}
+                      for f, (digest, size) in zip(files, stored)],
+            "total_size": sum(size for _, size in stored),
             "signatures": info.signatures,
             "tensorflow_version": info.tensorflow_version,
             "description": description,
@@ -269,29 +266,6 @@ class Registry:
         for alias in aliases:
             self.set_alias(name, alias, manifest["version"])
         return manifest
-
-    def _upload_blobs(self, files: list[tuple[LocalFile, str]], on_progress: Progress | None) -> None:
-        unique = {digest: f for f, digest in files}
-
-        def upload(item: tuple[str, LocalFile]) -> None:
-            digest, f = item
-            key = blob_key(digest)
-            try:
-                # Already stored: refresh its time so a concurrent `gc` leaves it alone.
-                self.store.touch(key)
-                if on_progress:
-                    on_progress(f.size)
-                return
-            except ObjectNotFound:
-                pass
-            self.store.put_file(key, f.source, on_progress)
-            # Hashed once, before the upload: if the file was written to since it was listed,
-            # what was uploaded may not be what was hashed.
-            if fingerprint(f.source) != f.fingerprint:
-                self.store.delete(key)
-                raise IntegrityError(f"{f.source} changed while it was being published")
-
-        parallel_map(upload, unique.items())
 
     def _write_manifest(self, manifest: dict) -> dict:
         """Take the next free version number, create-only; retry when another publisher won."""

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import BinaryIO, Callable, Iterator
 
-from schemas.errors import InvalidKey, ObjectNotFound
+from schemas.errors import IntegrityError, InvalidKey, ObjectNotFound
 
 #: Size of the chunks that streams are read and written in.
 CHUNK_SIZE = 1024 * 1024
@@ -109,6 +109,31 @@ class ObjectStore(abc.ABC):
         """Store the local file at `path` under `key`; `on_progress` hears bytes as they go."""
         with open(path, "rb") as f:
             return self.put(key, _ProgressReader(f, on_progress) if on_progress else f)
+
+    def put_content_addressed(self, path: str | os.PathLike, key_for: Callable[[str], str],
+                              on_progress: Callable[[int], None] | None = None) -> tuple[str, int]:
+        """Store a local file under `key_for(its sha256)`; return (sha256, size).
+
+        If that key exists already, its bytes are not sent again; its modification time is
+        refreshed instead, so a `gc` grace period protects it. Raises `IntegrityError` if the
+        file is written to while this runs. This version hashes first, then uploads; backends
+        that can rename cheaply overlap the two."""
+        from .hashing import fingerprint, sha256_file
+
+        before = fingerprint(path)
+        digest = sha256_file(path)
+        key = key_for(digest)
+        try:
+            self.touch(key)
+        except ObjectNotFound:
+            self.put_file(key, path, on_progress)
+            if fingerprint(path) != before:
+                self.delete(key)
+                raise IntegrityError(f"{path} changed while it was being stored") from None
+        else:
+            if on_progress:
+                on_progress(before[0])
+        return digest, before[0]
 
     def get_file(self, key: str, path: str | os.PathLike,
                  on_progress: Callable[[int], None] | None = None) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import BinaryIO, Callable, Iterator
 
 from schemas.errors import (
+    IntegrityError,
     ModelhubError,
     ObjectExists,
     ObjectNotFound,
@@ -27,6 +28,7 @@ from schemas.errors import (
 )
 
 from .base import CHUNK_SIZE, ObjectInfo, ObjectStore, check_key, check_prefix
+from .hashing import TrailingHasher, fingerprint
 
 TEMP_PREFIX = ".tmp-"
 LOCK_PREFIX = ".lock-"
@@ -113,30 +115,70 @@ class LocalStore(ObjectStore):
             raise
         return temp
 
-    def _copy_into_temp(self, path: Path, source: str | os.PathLike,
-                        on_progress: Callable[[int], None] | None) -> Path:
-        """Copy a local file beside `path` with the kernel (sendfile: no trip through Python
-        buffers), fsync it, and return the temp path."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temp = path.parent / f"{TEMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex}"
-        try:
-            with open(source, "rb") as src, open(temp, "xb") as out:
-                _sendfile_all(src, out, on_progress)
-                os.fsync(out.fileno())
-        except BaseException:
-            with contextlib.suppress(OSError):
-                temp.unlink()
-            raise
-        return temp
+    def _copy_into_temp(self, temp: Path, source: str | os.PathLike,
+                        on_progress: Callable[[int], None] | None) -> None:
+        """Copy a local file into `temp` with the kernel (sendfile: no trip through Python
+        buffers) and fsync it."""
+        with open(source, "rb") as src, open(temp, "r+b" if temp.exists() else "xb") as out:
+            _sendfile_all(src, out, on_progress)
+            os.fsync(out.fileno())
 
     def put_file(self, key: str, path: str | os.PathLike,
                  on_progress: Callable[[int], None] | None = None) -> ObjectInfo:
         target = self._path(key)
         with _translated(key):
-            temp = self._copy_into_temp(target, path, on_progress)
-            os.replace(temp, target)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            temp = target.parent / f"{TEMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex}"
+            try:
+                self._copy_into_temp(temp, path, on_progress)
+                os.replace(temp, target)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    temp.unlink()
+                raise
             self._sync_dir(target.parent)
             return _info(key, target.stat())
+
+    def put_content_addressed(self, path: str | os.PathLike, key_for: Callable[[str], str],
+                              on_progress: Callable[[int], None] | None = None) -> tuple[str, int]:
+        # Copy into a temp file while a second thread hashes the bytes that landed there, then
+        # rename it to its digest's key: one pass over the data instead of hash-then-copy.
+        before = fingerprint(path)
+        parent = self.root / "incoming"  # any folder in the store: only the rename target matters
+        parent.mkdir(parents=True, exist_ok=True)
+        with _translated(str(path)):
+            temp = parent / f"{TEMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex}"
+            temp.touch()
+            hasher = TrailingHasher(temp)
+
+            def advance(n: int) -> None:
+                hasher.advance(n)
+                if on_progress:
+                    on_progress(n)
+
+            try:
+                self._copy_into_temp(temp, path, advance)
+            except BaseException:
+                hasher.abort()
+                with contextlib.suppress(OSError):
+                    temp.unlink()
+                raise
+            digest, size = hasher.finish()
+            try:
+                if fingerprint(path) != before:
+                    raise IntegrityError(f"{path} changed while it was being stored")
+                key = key_for(digest)
+                target = self._path(key)
+                if target.exists():
+                    os.utime(target)  # already stored: protect it from gc, keep one copy
+                    return digest, size
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(temp, target)
+                self._sync_dir(target.parent)
+                return digest, size
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    temp.unlink()
 
     def get_file(self, key: str, path: str | os.PathLike,
                  on_progress: Callable[[int], None] | None = None) -> None:

@@ -60,8 +60,7 @@ def upload_in_flight(registry: Registry) -> bool:
     if hasattr(store, "client"):
         uploads = store.client.list_multipart_uploads(Bucket=store.bucket).get("Uploads", [])
         return bool(uploads)
-    blobs = store.root / "blobs"
-    for dirpath, _, files in os.walk(blobs):
+    for dirpath, _, files in os.walk(store.root):
         for name in files:
             if name.startswith(".tmp-") and os.path.getsize(os.path.join(dirpath, name)) > 0:
                 return True

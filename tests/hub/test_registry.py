@@ -237,7 +237,7 @@ def test_a_file_written_to_during_publish_fails_it_and_leaves_no_version(registr
         with open(weights, "ab") as f:  # a training job still writing its checkpoint
             f.write(b"more")
 
-    with pytest.raises(IntegrityError, match="changed while it was being published"):
+    with pytest.raises(IntegrityError, match="changed while it was being stored"):
         registry.publish(folder, "hpt", on_progress=tamper)
     assert registry.model_names() == []
     weights.unlink()
