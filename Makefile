@@ -22,6 +22,7 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	MODELHUB_STORE=$(DEMO_STORE) $(BIN)/python -m hub.demo
+	$(BIN)/modelhub --store $(DEMO_STORE) serve --host 127.0.0.1 --port 8080
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

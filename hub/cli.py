@@ -331,6 +331,8 @@ def serve(ctx, host: str, port: int, workers: int | None, threads: int, timeout:
             # publish metadata travels in a header; allow model cards of a useful size
             "--limit-request-field_size", "65536",
             "--access-logfile", "-", "--error-logfile", "-",
+            # one fixed control-socket path would be shared by every server on the machine
+            "--no-control-socket",
             # the app object lives in the top layer; named as a string, not imported here
             "serving.app:create_app()"]
     os.execv(sys.executable, argv)

@@ -23,15 +23,18 @@ def main() -> None:
                                         aliases=["stable"])
             print(f"published {name}/{manifest['version']} (alias stable)")
     print(f"""
-The example models are in the store at {store}. Try:
+The example models are in the store at {store}; the hub starts on http://127.0.0.1:8080. Try:
 
-  export MODELHUB_STORE={store}
+  curl -s http://127.0.0.1:8080/api/v1/models
+  curl -s http://127.0.0.1:8080/api/v1/models/half_plus_two/versions/stable
+  MODELHUB_URL=http://127.0.0.1:8080 .venv/bin/modelhub pull half_plus_two -o /tmp/half_plus_two
+  .venv/bin/python -c "import tensorflow_hub as th; print(th.load('http://127.0.0.1:8080/models/half_plus_two/1'))"
+
+  export MODELHUB_STORE={store}        # or work on the store directly
   .venv/bin/modelhub ls
-  .venv/bin/modelhub show half_plus_two@stable
-  .venv/bin/modelhub pull half_plus_two -o /tmp/half_plus_two
-  .venv/bin/modelhub publish /tmp/half_plus_two --name half_plus_two --alias canary
-  .venv/bin/modelhub alias set half_plus_two/1 stable
-""")
+  .venv/bin/modelhub show multi_io@stable
+  .venv/bin/modelhub token create --scope write   # for publishing through the hub
+""", flush=True)
 
 
 if __name__ == "__main__":
