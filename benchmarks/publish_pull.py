@@ -44,26 +44,35 @@ MB means 2**20 bytes throughout, as in `build_large`.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import json
 import os
-import platform
 import shlex
-import shutil
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
+if __package__ in (None, ""):  # run as a file: make the `benchmarks` package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.common import (
+    DEFAULT_WORKDIR,
+    MIB,
+    MODEL_NAME,
+    MODEL_REF,
+    REPO_ROOT,
+    copy_tree,
+    ensure_model,
+    environment,
+    folder_size,
+    render_table,
+    scratch,
+    timed,
+)
 from hub.registry import Registry
 from storage.hashing import sha256_file
-
-MODEL_NAME = "bench"
-MODEL_REF = f"{MODEL_NAME}/1"
-MIB = 1024 * 1024
 
 CP = "cp -r"
 CP_SYNC = "cp -r + sync"
@@ -74,68 +83,11 @@ SHA256 = "sha256"
 OPERATIONS = (CP, CP_SYNC, SHA256, PUBLISH, PULL, ARCHIVE)
 
 
-# --- the model ------------------------------------------------------------------------------------
-
-def folder_size(folder: Path) -> int:
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
-
-
-def ensure_model(workdir: Path, megabytes: int) -> Path:
-    """The generated model in `workdir`, built on first use (in a child process, so TensorFlow
-    and its threads never share the process being measured) and renamed into place when done, so
-    an interrupted build is never reused."""
-    model = workdir / f"model-{megabytes}mb"
-    if (model / "saved_model.pb").is_file():
-        return model
-    partial = workdir / f".{model.name}.partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    workdir.mkdir(parents=True, exist_ok=True)
-    print(f"building a {megabytes} MB SavedModel in {model} (once; takes a while) ...", flush=True)
-    build = ("import sys; from hub.examples import build_large; "
-             "build_large(sys.argv[1], int(sys.argv[2]))")
-    subprocess.run([sys.executable, "-c", build, str(partial), str(megabytes)], check=True)
-    partial.rename(model)
-    return model
-
-
 # --- the operations -------------------------------------------------------------------------------
-
-def copy_tree(source: Path, dest: Path, *, sync: bool = False) -> None:
-    subprocess.run(["cp", "-r", str(source), str(dest)], check=True)
-    if sync:
-        subprocess.run(["sync", "-f", str(dest)], check=True)
-
 
 def drain(chunks: Iterator[bytes]) -> int:
     with open(os.devnull, "wb") as sink:
         return sum(sink.write(chunk) for chunk in chunks)
-
-
-def prefault(nbytes: int) -> None:
-    """Touch and free `nbytes` of memory (at most half of what is free), so that the host backs
-    the guest pages the next operation will get (see the module docstring)."""
-    free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    touched = b"\xff" * min(nbytes, free // 2)  # repeating one byte memsets every page
-    del touched
-
-
-def timed(operation: Callable[[], object], *, prefault_bytes: int) -> float:
-    """Seconds `operation` takes, started with no dirty pages left by earlier steps."""
-    os.sync()
-    prefault(prefault_bytes)
-    start = time.perf_counter()
-    operation()
-    return time.perf_counter() - start
-
-
-@contextlib.contextmanager
-def scratch(path: Path) -> Iterator[Path]:
-    """A path that does not exist yet, and is removed (with whatever was made there) on exit."""
-    shutil.rmtree(path, ignore_errors=True)
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def run_repetition(model: Path, workdir: Path, size: int, prefault_bytes: int) -> dict[str, float]:
@@ -182,26 +134,11 @@ def summarize(runs: list[dict[str, float]], size: int) -> dict[str, dict]:
 
 def format_table(summary: dict[str, dict]) -> str:
     header = ("operation", "best s", "median s", "MB/s", "x cp -r", "x cp -r+sync")
-    rows = [header] + [
+    return render_table(header, [
         (op, f"{s['best_s']:.2f}", f"{s['median_s']:.2f}", f"{s['mb_per_s']:.0f}",
          f"{s['ratio_to_cp']:.2f}x", f"{s['ratio_to_cp_sync']:.2f}x")
         for op, s in summary.items()
-    ]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w)
-                       for i, (cell, w) in enumerate(zip(row, widths))) for row in rows]
-    lines.insert(1, "-" * len(lines[0]))
-    return "\n".join(lines)
-
-
-def environment(workdir: Path) -> dict:
-    fs = subprocess.run(["stat", "-f", "-c", "%T", str(workdir)], capture_output=True, text=True)
-    return {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpus": os.cpu_count(),
-        "filesystem": fs.stdout.strip(),
-    }
+    ])
 
 
 def reproduce_command(args: argparse.Namespace) -> str:
@@ -220,7 +157,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--size-mb", type=int, default=1024,
                         help="MB of weights in the generated model (default 1024)")
-    parser.add_argument("--workdir", type=Path, default=Path("/tmp/modelhub-bench"),
+    parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR,
                         help="where the model is built (and reused) and the stores go "
                              "(default /tmp/modelhub-bench)")
     parser.add_argument("--repeat", type=int, default=3,
@@ -238,7 +175,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     started = time.perf_counter()
-    print(f"reproduce: cd {Path(__file__).resolve().parent.parent} && {reproduce_command(args)}")
+    print(f"reproduce: cd {REPO_ROOT} && {reproduce_command(args)}")
     model = ensure_model(args.workdir, args.size_mb)
     size = folder_size(model)
     env = environment(args.workdir)

@@ -39,13 +39,15 @@ ARCHIVE_TYPES = {"application/gzip", "application/x-gzip", "application/x-tar",
 METADATA_HEADER = "Modelhub-Metadata"
 
 
-def init_app(app: Flask) -> None:
-    """Attach the registry and token store for `app.config["STORE"]`, routes and error handlers."""
+def init_app(app: Flask, routes: bool = True) -> None:
+    """Attach the registry and token store for `app.config["STORE"]`, the error handlers, and
+    (unless `routes` is False, for a serving-only process) the hub's routes."""
     registry = Registry.open(app.config["STORE"])
     app.extensions["modelhub.registry"] = registry
     app.extensions["modelhub.tokens"] = TokenStore(registry.store)
-    app.register_blueprint(api)
-    app.register_blueprint(tfhub)
+    if routes:
+        app.register_blueprint(api)
+        app.register_blueprint(tfhub)
     app.register_error_handler(ModelhubError, error_response)
     app.register_error_handler(HTTPException, http_error_response)
     app.register_error_handler(Exception, unexpected_error_response)

@@ -300,32 +300,49 @@ def token_create(ctx, scope: str, description: str) -> None:
     click.echo(new)
 
 
-def _default_workers() -> int:
-    # Transfers are I/O bound: a few processes, each with many threads.
-    return max(2, min(4, os.cpu_count() or 1))
+def _default_workers(role: str) -> int:
+    if role == "hub":
+        return max(2, min(4, os.cpu_count() or 1))  # transfers are I/O bound
+    # TensorFlow runs its own thread pools; one process holds each model once in memory.
+    return 1
 
 
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=int)
-@click.option("--workers", default=None, type=int, help="Worker processes [default: 2-4 by cores].")
-@click.option("--threads", default=8, show_default=True, type=int, help="Threads per worker.")
+@click.option("--role", type=click.Choice(["all", "hub", "serving"]), default="all",
+              show_default=True, help="Registry API, prediction APIs, or both.")
+@click.option("--models", default=None, metavar="NAME,...", help="Models to serve.")
+@click.option("--all", "all_models", is_flag=True, help="Serve every model in the registry "
+              "(the default when --models is not given).")
+@click.option("--device", default="auto", show_default=True,
+              help="auto, cpu, gpu, gpu:N or tpu.")
+@click.option("--poll-seconds", default=30.0, show_default=True, type=float,
+              help="How often serving looks for new versions and alias moves (0: never).")
+@click.option("--workers", default=None, type=int,
+              help="Worker processes [default: 1 with serving, 2-4 for --role hub].")
+@click.option("--threads", default=16, show_default=True, type=int, help="Threads per worker.")
 @click.option("--timeout", default=120, show_default=True, type=int,
               help="Seconds a worker may stay silent before it is restarted.")
 @click.option("--graceful-timeout", default=30, show_default=True, type=int,
               help="Seconds in-flight requests get to finish on shutdown.")
 @click.pass_context
-def serve(ctx, host: str, port: int, workers: int | None, threads: int, timeout: int,
+def serve(ctx, host: str, port: int, role: str, models: str | None, all_models: bool,
+          device: str, poll_seconds: float, workers: int | None, threads: int, timeout: int,
           graceful_timeout: int) -> None:
-    """Run the hub API on the store under gunicorn."""
+    """Run the hub API and/or the prediction APIs on the store under gunicorn."""
+    if models and all_models:
+        raise InvalidArgument("give --models or --all, not both")
     obj = ctx.find_root().obj
-    os.environ["MODELHUB_STORE"] = obj["store"]
     from .registry import Registry
 
     Registry.open(obj["store"])  # a bad store fails here, with a one-line message
+    os.environ.update({"MODELHUB_STORE": obj["store"], "MODELHUB_ROLE": role,
+                       "MODELHUB_MODELS": models or "", "MODELHUB_DEVICE": device,
+                       "MODELHUB_POLL_SECONDS": str(poll_seconds)})
     argv = [sys.executable, "-m", "gunicorn",
             "--bind", f"{host}:{port}",
-            "--workers", str(workers or _default_workers()),
+            "--workers", str(workers or _default_workers(role)),
             "--worker-class", "gthread", "--threads", str(threads),
             "--timeout", str(timeout), "--graceful-timeout", str(graceful_timeout),
             # publish metadata travels in a header; allow model cards of a useful size

@@ -1,24 +1,59 @@
 """The modelhub web application: `create_app()` builds it; gunicorn runs `serving.app:create_app()`.
 
 Settings come from defaults, then `MODELHUB_*` environment variables (`MODELHUB_STORE`,
-`MODELHUB_ANONYMOUS_READ=false`, ...), then the `config` mapping (tests pass theirs here).
+`MODELHUB_ROLE=serving`, `MODELHUB_MODELS=a,b`, `MODELHUB_ANONYMOUS_READ=false`, ...), then the
+`config` mapping (tests pass theirs here).
+
+Roles: `hub` serves the registry API, `serving` the prediction APIs, `all` both; each role gets
+health endpoints, so Kubernetes can run the two apart.
 """
 from __future__ import annotations
+
+import os
 
 from flask import Flask
 
 from hub import api as hub_api
 from hub.registry import DEFAULT_STORE
+from schemas.errors import InvalidArgument
 
-from . import health
+from . import health, metrics
+from .inference import v2
+from .manager import ModelConfig, ModelManager
+from .tfserving import v1
+
+ROLES = ("all", "hub", "serving")
 
 DEFAULTS = {
     "STORE": DEFAULT_STORE,
+    "ROLE": "all",
+    "MODELS": "",                             # comma-separated names; empty: every model
+    "DEVICE": "auto",                         # auto, cpu, gpu, gpu:N, tpu
+    "POLL_SECONDS": 30,                       # how often serving looks for new versions/aliases
+    "SERVING_CACHE": os.path.join("~", ".cache", "modelhub", "serving"),
     "ANONYMOUS_READ": True,                   # reads without a token; writes always need one
     "MAX_UPLOAD_BYTES": 16 * 1024**3,         # a publish body (compressed archive)
     "MAX_EXTRACTED_BYTES": 32 * 1024**3,      # what that archive may expand to
-    "MAX_CONTENT_LENGTH": 1024**2,            # every other request body (JSON)
+    "MAX_CONTENT_LENGTH": 64 * 1024**2,       # every other request body (JSON, tensors)
 }
+
+
+def _model_configs(models: str) -> list[ModelConfig] | None:
+    names = [n.strip() for n in str(models).split(",") if n.strip()]
+    return [ModelConfig(n) for n in names] if names else None
+
+
+def init_serving(app: Flask) -> None:
+    """Start the model manager: it loads in the background; /readyz says when it is done."""
+    manager = ModelManager(
+        app.extensions["modelhub.registry"], _model_configs(app.config["MODELS"]),
+        os.path.expanduser(app.config["SERVING_CACHE"]), device=app.config["DEVICE"],
+        poll_seconds=float(app.config["POLL_SECONDS"]))
+    app.extensions["modelhub.manager"] = manager
+    app.register_blueprint(v1)
+    app.register_blueprint(v2)
+    metrics.init_app(app)
+    manager.start_in_background()
 
 
 def create_app(config: dict | None = None) -> Flask:
@@ -27,6 +62,11 @@ def create_app(config: dict | None = None) -> Flask:
     app.config.from_prefixed_env("MODELHUB")
     if config:
         app.config.from_mapping(config)
-    hub_api.init_app(app)
+    role = app.config["ROLE"]
+    if role not in ROLES:
+        raise InvalidArgument(f"invalid role {role!r}: use one of {', '.join(ROLES)}")
+    hub_api.init_app(app, routes=role in ("all", "hub"))
+    if role in ("all", "serving"):
+        init_serving(app)
     health.init_app(app)
     return app

@@ -28,4 +28,7 @@ def ready():
     except ModelhubError as e:
         log.warning("not ready: %s", e)
         return {"status": "not ready", "reason": str(e)}, 503
+    manager = current_app.extensions.get("modelhub.manager")
+    if manager is not None and not manager.ready():
+        return {"status": "not ready", "reason": "models are still loading"}, 503
     return {"status": "ready"}

@@ -119,7 +119,7 @@ class HubProcess:
         return self.log.read_text(errors="replace")
 
 
-def wait_for_http(url: str, process: subprocess.Popen, timeout: float = 60.0) -> None:
+def wait_for_http(url: str, process: subprocess.Popen, timeout: float = 120.0) -> None:
     import requests
 
     deadline = time.monotonic() + timeout
@@ -136,7 +136,7 @@ def wait_for_http(url: str, process: subprocess.Popen, timeout: float = 60.0) ->
 
 
 @contextlib.contextmanager
-def running_hub(store: str, log: Path, env: dict | None = None):
+def running_hub(store: str, log: Path, env: dict | None = None, args: tuple[str, ...] = ("--role", "hub")):
     from hub.registry import Registry
     from hub.tokens import TokenStore
 
@@ -146,7 +146,7 @@ def running_hub(store: str, log: Path, env: dict | None = None):
     with open(log, "wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "hub.cli", "--store", store, "serve", "--port", str(port),
-             "--workers", "2", "--threads", "4"],
+             "--workers", "2", "--threads", "4", *args],
             stdout=out, stderr=subprocess.STDOUT, cwd=REPO, env={**os.environ, **(env or {})})
     url = f"http://127.0.0.1:{port}"
     try:

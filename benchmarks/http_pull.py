@@ -1,0 +1,291 @@
+"""Pull of a large SavedModel over HTTP (`HubClient` against `modelhub serve`), relative to `cp -r`.
+
+    .venv/bin/python benchmarks/http_pull.py [--size-mb 1024] [--repeat 3]
+                                             [--workdir /tmp/modelhub-bench] [--json OUT]
+
+The generated model of `benchmarks/publish_pull.py` (`--size-mb` MB of random float32 weights,
+built once into `--workdir` and reused) is published into a fresh LocalStore, and that store is
+served on 127.0.0.1 by `python -m hub.cli serve --workers 2` (gunicorn, gthread workers, 8 threads
+each) for the whole run; the server is stopped (SIGTERM) at the end, also on errors and Ctrl-C.
+Client and server share this machine, so they also share its CPUs.
+
+What it measures:
+
+- `cp -r`             copying the model folder: the ceiling for moving these bytes between folders.
+- `pull, cold cache`  `HubClient.pull("bench/1", dest)` with an empty cache folder: the manifest
+                      request, then every file downloaded into the content-addressed cache (files
+                      in parallel, each one stream; sha256 checked as it arrives; the server checks
+                      it too as it reads the store), a snapshot of hard links, and a copy of the
+                      snapshot into `dest`.
+- `pull, warm cache`  the same with the cache left by the cold pull: the manifest of an explicit
+                      version comes from the cache and the snapshot is complete, so this is no
+                      HTTP request at all, only the copy from the cache into `dest`.
+- `fetch, cold cache` `HubClient.fetch("bench/1")` with an empty cache folder: the download into
+                      the cache without the copy to a destination, which is what `hub.load` does.
+
+The `requests` column counts the HTTP responses the client received during the operation (the
+largest count over the repetitions). A ratio is `cp seconds / operation seconds` on medians, so
+0.5x means "takes twice as long as cp -r".
+
+Timing is that of publish_pull.py (see its docstring): every repetition uses fresh cache and
+destination folders, removed afterwards; dirty pages are flushed (untimed) before each timed
+operation; the page cache is not dropped, so the store is read from memory; and before each timed
+operation (unless `--no-prefault`) as much memory as the operation will fill with page cache, plus
+256 MB, is touched and freed, so that VMs which hand freed memory back to their host do not charge
+host page faults to whichever operation comes first. A cold pull writes the model twice (cache
+and destination), so it gets twice the size. The baseline is measured in the same run, interleaved
+with the operations, so the ratios hold on whatever machine runs this.
+
+MB means 2**20 bytes throughout, as in `build_large`.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import json
+import os
+import shlex
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+if __package__ in (None, ""):  # run as a file: make the `benchmarks` package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import requests
+
+from benchmarks.common import (
+    DEFAULT_WORKDIR,
+    MIB,
+    MODEL_NAME,
+    MODEL_REF,
+    REPO_ROOT,
+    copy_tree,
+    ensure_model,
+    environment,
+    folder_size,
+    render_table,
+    scratch,
+    timed,
+)
+from hub.client import HubClient
+from hub.registry import Registry
+
+CP = "cp -r"
+PULL_COLD = "pull, cold cache"
+PULL_WARM = "pull, warm cache"
+FETCH_COLD = "fetch, cold cache"
+OPERATIONS = (CP, PULL_COLD, PULL_WARM, FETCH_COLD)
+#: How many copies of the model each operation writes (what its prefault has to cover).
+COPIES_WRITTEN = {CP: 1, PULL_COLD: 2, PULL_WARM: 1, FETCH_COLD: 1}
+
+SERVER_WORKERS = 2
+SERVER_START_TIMEOUT_S = 60
+SERVER_STOP_TIMEOUT_S = 40  # above gunicorn's graceful timeout (30 s), which idle workers never need
+
+
+# --- the server -----------------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def hub_server(store: Path, log_path: Path) -> Iterator[str]:
+    """`modelhub serve` on `store` at a free local port, until the block exits; yields its URL.
+
+    The CLI execs gunicorn, so the child's PID is the gunicorn master: SIGTERM to it stops the
+    workers too. It runs in its own session (Ctrl-C here reaches it only through this cleanup),
+    so the process group that is killed if it does not stop in time is exactly the server."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "MODELHUB_ANONYMOUS_READ": "true"}
+    command = [sys.executable, "-m", "hub.cli", "--store", str(store), "serve",
+               "--host", "127.0.0.1", "--port", str(port), "--workers", str(SERVER_WORKERS)]
+    with open(log_path, "wb") as log:
+        server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                  cwd=REPO_ROOT, start_new_session=True)
+    try:
+        wait_until_ready(url, server, log_path)
+        yield url
+    finally:
+        server.terminate()
+        try:
+            server.wait(SERVER_STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+
+
+def wait_until_ready(url: str, server: subprocess.Popen, log_path: Path) -> None:
+    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"the hub server exited with {server.returncode}:\n"
+                               + log_path.read_text(errors="replace")[-4000:])
+        with contextlib.suppress(requests.RequestException):
+            if requests.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"the hub server at {url} was not ready after {SERVER_START_TIMEOUT_S} s:\n"
+                       + log_path.read_text(errors="replace")[-4000:])
+
+
+# --- the operations -------------------------------------------------------------------------------
+
+def counting_client(url: str, cache: Path, counts: dict[str, int], op: str) -> HubClient:
+    """A client that adds every response it receives to counts[op]."""
+    client = HubClient(url, cache=str(cache))
+
+    def count(response, *args, **kwargs):
+        counts[op] = counts.get(op, 0) + 1
+
+    client.session.hooks["response"].append(count)
+    return client
+
+
+def check_size(folder: Path, size: int, what: str) -> None:
+    if folder_size(folder) != size:
+        raise RuntimeError(f"{what} holds {folder_size(folder)} bytes, expected {size}")
+
+
+def run_repetition(model: Path, url: str, workdir: Path, size: int,
+                   prefault_bytes: dict[str, int]) -> tuple[dict[str, float], dict[str, int]]:
+    """One timing of every operation, each into fresh folders that are removed afterwards."""
+    def measure(op, operation):
+        return timed(operation, prefault_bytes=prefault_bytes[op])
+
+    times, counts = {}, {op: 0 for op in OPERATIONS if op != CP}
+    with scratch(workdir / "copy") as dest:
+        times[CP] = measure(CP, lambda: copy_tree(model, dest))
+    with scratch(workdir / "cache") as cache:
+        with scratch(workdir / "pulled") as dest:
+            client = counting_client(url, cache, counts, PULL_COLD)
+            times[PULL_COLD] = measure(PULL_COLD, lambda: client.pull(MODEL_REF, dest))
+            check_size(dest, size, "the cold pull")
+        with scratch(workdir / "pulled") as dest:
+            client = counting_client(url, cache, counts, PULL_WARM)
+            times[PULL_WARM] = measure(PULL_WARM, lambda: client.pull(MODEL_REF, dest))
+            check_size(dest, size, "the warm pull")
+    with scratch(workdir / "cache") as cache:
+        client = counting_client(url, cache, counts, FETCH_COLD)
+        fetched = []
+        times[FETCH_COLD] = measure(FETCH_COLD, lambda: fetched.append(client.fetch(MODEL_REF)))
+        check_size(fetched[0][1], size, "the fetched snapshot")
+    return times, counts
+
+
+# --- reporting ------------------------------------------------------------------------------------
+
+def summarize(runs: list[dict[str, float]], counts: list[dict[str, int]], size: int) -> dict:
+    """Best, median, MB/s, ratio to cp -r (on medians) and HTTP requests for every operation."""
+    medians = {op: statistics.median(run[op] for run in runs) for op in OPERATIONS}
+    summary = {}
+    for op in OPERATIONS:
+        seconds = [run[op] for run in runs]
+        summary[op] = {
+            "seconds": seconds,
+            "best_s": min(seconds),
+            "median_s": medians[op],
+            "mb_per_s": size / MIB / medians[op],
+            "ratio_to_cp": medians[CP] / medians[op],
+            "http_requests": max(c[op] for c in counts) if op in counts[0] else None,
+        }
+    return summary
+
+
+def format_table(summary: dict[str, dict]) -> str:
+    header = ("operation", "best s", "median s", "MB/s", "x cp -r", "requests")
+    return render_table(header, [
+        (op, f"{s['best_s']:.2f}", f"{s['median_s']:.2f}", f"{s['mb_per_s']:.0f}",
+         f"{s['ratio_to_cp']:.2f}x", "-" if s["http_requests"] is None else str(s["http_requests"]))
+        for op, s in summary.items()
+    ])
+
+
+def reproduce_command(args: argparse.Namespace) -> str:
+    command = [sys.executable, "benchmarks/http_pull.py", "--size-mb", str(args.size_mb),
+               "--repeat", str(args.repeat), "--workdir", str(args.workdir)]
+    if args.json:
+        command += ["--json", str(args.json)]
+    if args.no_prefault:
+        command.append("--no-prefault")
+    return shlex.join(command)
+
+
+# --- main -----------------------------------------------------------------------------------------
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--size-mb", type=int, default=1024,
+                        help="MB of weights in the generated model (default 1024)")
+    parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR,
+                        help="where the model is built (and reused, shared with publish_pull.py) "
+                             "and the store and caches go (default /tmp/modelhub-bench)")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="repetitions; best and median are reported (default 3)")
+    parser.add_argument("--json", type=Path, metavar="OUT", help="also write the results here")
+    parser.add_argument("--no-prefault", action="store_true",
+                        help="do not touch memory before each operation (see the docstring)")
+    args = parser.parse_args(argv)
+    if args.size_mb < 1 or args.repeat < 1:
+        parser.error("--size-mb and --repeat must be at least 1")
+    args.workdir = args.workdir.absolute()
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    started = time.perf_counter()
+    print(f"reproduce: cd {REPO_ROOT} && {reproduce_command(args)}")
+    model = ensure_model(args.workdir, args.size_mb)
+    size = folder_size(model)
+    env = environment(args.workdir)
+    print(f"model: {model} ({size / MIB:.0f} MB); " + ", ".join(f"{k} {v}" for k, v in env.items()))
+    for variable in ("MODELHUB_OFFLINE", "MODELHUB_TOKEN"):  # ask the server, anonymously
+        os.environ.pop(variable, None)
+
+    prefault_bytes = {op: 0 if args.no_prefault else COPIES_WRITTEN[op] * size + 256 * MIB
+                      for op in OPERATIONS}
+    runs, counts = [], []
+    with scratch(args.workdir / "http") as base:
+        base.mkdir(parents=True)
+        Registry.open(str(base / "store")).publish(model, MODEL_NAME)
+        with hub_server(base / "store", base / "server.log") as url:
+            print(f"serving {MODEL_REF} from {base / 'store'} at {url} "
+                  f"({SERVER_WORKERS} gunicorn workers)", flush=True)
+            warm_up = counting_client(url, base / "warm-up-cache", {}, "warm-up")
+            for _ in range(2 * SERVER_WORKERS):  # let every worker answer once, untimed
+                warm_up.get(f"{MODEL_NAME}")
+            for rep in range(1, args.repeat + 1):
+                times, rep_counts = run_repetition(model, url, base, size, prefault_bytes)
+                runs.append(times)
+                counts.append(rep_counts)
+                print(f"repetition {rep}/{args.repeat}: "
+                      + ", ".join(f"{op} {s:.2f}s" for op, s in times.items()), flush=True)
+
+    summary = summarize(runs, counts, size)
+    print(f"\n{args.repeat} repetitions, warm page cache, client and server on this machine; "
+          "MB/s and ratios from medians (ratio = cp seconds / operation seconds)\n")
+    print(format_table(summary))
+    elapsed = time.perf_counter() - started
+    print(f"\ntotal run time {elapsed:.0f} s")
+
+    if args.json:
+        args.json.write_text(json.dumps({
+            "command": reproduce_command(args), "size_bytes": size, "repeat": args.repeat,
+            "prefault_bytes": prefault_bytes, "server_workers": SERVER_WORKERS,
+            "environment": env, "operations": summary, "total_run_s": elapsed,
+        }, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,302 @@
+"""The model manager: which versions are loaded, where, and in what state.
+
+Versions go through TensorFlow Serving's states: START -> LOADING -> AVAILABLE -> UNLOADING ->
+END (or LOADING -> END with the error when a load fails; other models are unaffected). A
+background thread watches the registry: new versions that the model's version policy wants are
+loaded, warmed up and made AVAILABLE *before* the versions they replace are unloaded, so requests
+never find a model without a servable version during a switch. Registry aliases are TF Serving
+version labels and are followed the same way.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from hub.refs import check_alias, check_name
+from hub.registry import Registry
+from schemas.errors import (
+    AliasNotFound,
+    InvalidArgument,
+    ModelhubError,
+    ModelNotFound,
+    VersionNotFound,
+)
+
+from .devices import check_device, load_scope, resolve_device
+from .tensors import NUMPY_DTYPES
+
+log = logging.getLogger(__name__)
+
+START, LOADING, AVAILABLE, UNLOADING, END = "START", "LOADING", "AVAILABLE", "UNLOADING", "END"
+
+
+class NotAvailable(ModelhubError):
+    """The version exists but is not AVAILABLE (loading, failed, or being unloaded)."""
+
+    code = "not_available"
+    status = 503
+
+
+@dataclass
+class ModelConfig:
+    """How one model is served (from `--models` or a serving config file)."""
+
+    name: str
+    #: "latest" (the newest `latest` versions), "all", or "specific" (`versions`).
+    policy: str = "latest"
+    latest: int = 1
+    versions: list[int] = field(default_factory=list)
+    device: str | None = None  # None: the server's default
+
+    def __post_init__(self):
+        check_name(self.name)
+        if self.policy not in ("latest", "all", "specific"):
+            raise InvalidArgument(f"invalid version policy {self.policy!r} for {self.name}: "
+                                  "use latest, all or specific")
+        if self.device is not None:
+            check_device(self.device)
+
+    def wanted(self, published: list[int]) -> set[int]:
+        if self.policy == "all":
+            return set(published)
+        if self.policy == "specific":
+            return set(self.versions) & set(published)
+        return set(published[-self.latest:]) if published else set()
+
+
+@dataclass
+class ServedVersion:
+    name: str
+    version: int
+    state: str = START
+    error: str = ""
+    device: str = ""
+    manifest: dict | None = None
+    model: object = None
+    load_seconds: float = 0.0
+    warmup_seconds: float = 0.0
+    last_used: float = 0.0
+
+    def signature(self, name: str | None):
+        """The callable for a signature (default: serving_default)."""
+        name = name or "serving_default"
+        signatures = self.model.signatures
+        if name not in signatures or name.startswith("__"):
+            known = ", ".join(sorted(s for s in signatures if not s.startswith("__")))
+            raise InvalidArgument(f"Serving signature name: \"{name}\" not found in signature def "
+                                  f"(known: {known})")
+        return signatures[name]
+
+
+def _warmup_inputs(spec_inputs: dict) -> dict:
+    """One request per signature, built from its specs: batch 1, zeros or empty strings."""
+    import tensorflow as tf
+
+    inputs = {}
+    for key, spec in spec_inputs.items():
+        shape = [1 if d is None or d < 0 else d for d in (spec["shape"] or [1])]
+        if spec["dtype"] == "string":
+            inputs[key] = tf.constant(np.full(shape, b"", dtype=object))
+        else:
+            inputs[key] = tf.constant(np.zeros(shape, dtype=NUMPY_DTYPES[spec["dtype"]]))
+    return inputs
+
+
+class ModelManager:
+    def __init__(self, registry: Registry, models: list[ModelConfig] | None, cache_dir: str | Path,
+                 *, device: str = "auto", poll_seconds: float = 30.0):
+        """`models=None` serves every model in the registry (each with the default policy)."""
+        self.registry = registry
+        self.configs = {c.name: c for c in models} if models is not None else None
+        self.cache_dir = Path(cache_dir)
+        self.device = check_device(device)
+        self.poll_seconds = poll_seconds
+        self._versions: dict[str, dict[int, ServedVersion]] = {}
+        self._labels: dict[str, dict[str, int]] = {}
+        self._lock = threading.RLock()
+        self._sync_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._synced = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def start_in_background(self) -> None:
+        """Load what the configuration asks for, then keep watching the registry, on a thread:
+        the server answers (and says it is not ready) while models load."""
+        self._thread = threading.Thread(target=self._run, name="model-manager", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.sync()
+        except Exception:
+            log.exception("initial model sync failed")
+        finally:
+            self._synced.set()
+        if self.poll_seconds > 0:
+            self._watch()
+
+    def wait_synced(self, timeout: float | None = None) -> bool:
+        return self._synced.wait(timeout)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=10)
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.poll_seconds):
+            try:
+                self.sync()
+            except Exception:  # keep watching; the next round may succeed
+                log.exception("model sync failed")
+
+    def _config(self, name: str) -> ModelConfig:
+        if self.configs is None:
+            return ModelConfig(name)
+        return self.configs[name]
+
+    def model_names(self) -> list[str]:
+        if self.configs is not None:
+            return sorted(self.configs)
+        return self.registry.model_names()
+
+    def sync(self) -> None:
+        """Bring loaded versions in line with the registry and the policies (one pass)."""
+        with self._sync_lock:
+            for name in self.model_names():
+                try:
+                    self._sync_model(name)
+                except ModelhubError as e:
+                    log.error("cannot sync %s: %s", name, e)
+
+    def _sync_model(self, name: str) -> None:
+        published = self.registry.versions(name)
+        labels = self.registry.aliases(name) if published else {}
+        wanted = self._config(name).wanted(published) | (set(labels.values()) & set(published))
+        with self._lock:
+            self._labels[name] = labels
+            current = self._versions.setdefault(name, {})
+            new = sorted(v for v in wanted if v not in current or current[v].state == END
+                         and not current[v].error)
+        for version in new:
+            self._load(name, version)
+        with self._lock:
+            retiring = [sv for v, sv in current.items() if v not in wanted and sv.state == AVAILABLE]
+        if retiring and not any(current[v].state == AVAILABLE for v in wanted if v in current):
+            return  # nothing new is servable yet: keep the old versions answering
+        for served in retiring:
+            self._unload(served)
+
+    def _load(self, name: str, version: int) -> None:
+        served = ServedVersion(name, version, state=LOADING)
+        with self._lock:
+            self._versions[name][version] = served
+        started = time.perf_counter()
+        try:
+            import tensorflow as tf
+
+            config = self._config(name)
+            served.device = resolve_device(config.device or self.device)
+            folder = self.cache_dir / name / str(version)
+            if not folder.exists():
+                self.registry.pull(f"{name}/{version}", folder)
+            served.manifest = self.registry.manifest(name, version)
+            with load_scope(served.device):
+                served.model = tf.saved_model.load(str(folder))
+            served.load_seconds = time.perf_counter() - started
+            warm = time.perf_counter()
+            for sig_name, sig in served.manifest["signatures"].items():
+                if not sig_name.startswith("__") and sig_name in served.model.signatures:
+                    with load_scope(served.device):
+                        served.model.signatures[sig_name](**_warmup_inputs(sig["inputs"]))
+            served.warmup_seconds = time.perf_counter() - warm
+            served.state = AVAILABLE
+            log.info("%s/%d AVAILABLE on %s (load %.2fs, warmup %.2fs)", name, version,
+                     served.device, served.load_seconds, served.warmup_seconds)
+        except Exception as e:  # the error is the version's state; other models carry on
+            served.state, served.error, served.model = END, f"{type(e).__name__}: {e}", None
+            log.error("%s/%d failed to load: %s", name, version, served.error)
+
+    def _unload(self, served: ServedVersion) -> None:
+        served.state = UNLOADING
+        served.model = None  # in-flight requests hold their own reference
+        served.state = END
+        log.info("%s/%d unloaded", served.name, served.version)
+
+    # --- lookups ------------------------------------------------------------------------------
+
+    def _model_versions(self, name: str) -> dict[int, ServedVersion]:
+        check_name(name)
+        with self._lock:
+            versions = self._versions.get(name)
+        if not versions:
+            raise ModelNotFound(f"Servable not found for request: Latest({name})")
+        return versions
+
+    def get(self, name: str, version: int | None = None, label: str | None = None) -> ServedVersion:
+        """The AVAILABLE version a request should use: explicit, by label, or the newest."""
+        versions = self._model_versions(name)
+        if label is not None:
+            check_alias(label)
+            with self._lock:
+                target = self._labels.get(name, {}).get(label)
+            if target is None:
+                raise AliasNotFound(f"Unrecognized servable version label: {label}")
+            version = target
+        if version is None:
+            available = [v for v, sv in versions.items() if sv.state == AVAILABLE]
+            if not available:
+                raise NotAvailable(f"Servable not found for request: Latest({name}): no version "
+                                   "is available")
+            version = max(available)
+        served = versions.get(version)
+        if served is None or (served.state == END and not served.error):
+            raise VersionNotFound(f"Servable not found for request: Specific({name}, {version})")
+        if served.state != AVAILABLE:
+            detail = f": {served.error}" if served.error else ""
+            raise NotAvailable(f"{name}/{version} is {served.state}{detail}")
+        served.last_used = time.monotonic()
+        return served
+
+    def statuses(self, name: str, version: int | None = None,
+                 label: str | None = None) -> list[ServedVersion]:
+        versions = self._model_versions(name)
+        if label is not None:
+            with self._lock:
+                version = self._labels.get(name, {}).get(label)
+            if version is None:
+                raise AliasNotFound(f"Unrecognized servable version label: {label}")
+        if version is not None:
+            if version not in versions:
+                raise VersionNotFound(f"Servable not found for request: Specific({name}, {version})")
+            return [versions[version]]
+        with self._lock:
+            return [versions[v] for v in sorted(versions, reverse=True)]
+
+    def labels(self, name: str) -> dict[str, int]:
+        with self._lock:
+            return dict(self._labels.get(name, {}))
+
+    def all_models(self) -> dict[str, list[ServedVersion]]:
+        with self._lock:
+            return {name: [vs[v] for v in sorted(vs, reverse=True)]
+                    for name, vs in sorted(self._versions.items())}
+
+    def ready(self) -> bool:
+        """The first load is done and every configured model has an AVAILABLE version."""
+        if not self._synced.is_set():
+            return False
+        with self._lock:
+            served = {n: list(self._versions.get(n, {}).values()) for n in self.model_names()}
+        if self.configs is None:
+            # Serving everything: a model whose versions all failed to load must not keep the
+            # rest of the registry out of traffic.
+            served = {n: vs for n, vs in served.items() if not all(v.error for v in vs) or not vs}
+        return all(any(v.state == AVAILABLE for v in vs) for vs in served.values())

@@ -1,0 +1,79 @@
+"""Prometheus metrics at `/monitoring/prometheus/metrics` (TF Serving's path)."""
+from __future__ import annotations
+
+import time
+
+from flask import Blueprint, Flask, Response, current_app, g
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import generate_latest
+
+from .manager import AVAILABLE, END, LOADING, START, UNLOADING
+
+metrics = Blueprint("metrics", __name__)
+
+STATES = (START, LOADING, AVAILABLE, UNLOADING, END)
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+
+class ServingMetrics:
+    def __init__(self):
+        self.registry = CollectorRegistry()
+        labels = ("model", "version", "signature", "api")
+        self.requests = Counter("modelhub_requests", "Prediction requests",
+                                labels + ("status",), registry=self.registry)
+        self.latency = Histogram("modelhub_request_latency_seconds", "Prediction request latency",
+                                 labels, buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.load_seconds = Gauge("modelhub_model_load_seconds", "Time to load a version",
+                                  ("model", "version"), registry=self.registry)
+        self.warmup_seconds = Gauge("modelhub_model_warmup_seconds", "Time to warm a version up",
+                                    ("model", "version"), registry=self.registry)
+        self.state = Gauge("modelhub_model_state", "1 for the state a version is in",
+                           ("model", "version", "state"), registry=self.registry)
+
+    def observe(self, model: str, version, signature: str, api: str, status: int,
+                seconds: float) -> None:
+        labels = (model, str(version), signature, api)
+        self.requests.labels(*labels, str(status)).inc()
+        self.latency.labels(*labels).observe(seconds)
+
+    def refresh_models(self, manager) -> None:
+        for name, versions in manager.all_models().items():
+            for served in versions:
+                version = str(served.version)
+                for state in STATES:
+                    self.state.labels(name, version, state).set(1 if served.state == state else 0)
+                self.load_seconds.labels(name, version).set(served.load_seconds)
+                self.warmup_seconds.labels(name, version).set(served.warmup_seconds)
+
+
+def init_app(app: Flask) -> None:
+    app.extensions["modelhub.metrics"] = ServingMetrics()
+    app.register_blueprint(metrics)
+    app.after_request(finish)
+
+
+def record(api: str, served=None, signature: str = "") -> None:
+    """Count the current request as a prediction; called again once the version is known."""
+    info = g.setdefault("prediction", {"api": api, "started": time.perf_counter(), "model": "",
+                                       "version": "", "signature": ""})
+    if served is not None:
+        info.update(model=served.name, version=served.version, signature=signature)
+
+
+def finish(response: Response) -> Response:
+    info = g.pop("prediction", None)
+    if info is not None:
+        current_app.extensions["modelhub.metrics"].observe(
+            info["model"], info["version"], info["signature"], info["api"], response.status_code,
+            time.perf_counter() - info["started"])
+    return response
+
+
+@metrics.get("/monitoring/prometheus/metrics")
+def prometheus():
+    collected = current_app.extensions["modelhub.metrics"]
+    manager = current_app.extensions.get("modelhub.manager")
+    if manager is not None:
+        collected.refresh_models(manager)
+    return Response(generate_latest(collected.registry), mimetype=CONTENT_TYPE_LATEST)
+

@@ -1,0 +1,178 @@
+"""TensorFlow Serving's REST API (`/v1`), as its documentation (api_rest.md) describes it.
+
+    GET  /v1/models                                      every model and its versions (an addition)
+    GET  /v1/models/NAME[/versions/N|/labels/L]          version status
+    GET  /v1/models/NAME[/versions/N|/labels/L]/metadata signature_def in TF Serving's shape
+    POST /v1/models/NAME[/versions/N|/labels/L]:predict  row ("instances") or columnar ("inputs")
+
+Errors are `{"error": "<message>"}` with TF Serving's status codes.
+"""
+from __future__ import annotations
+
+import re
+
+import orjson
+from flask import Blueprint, Response, current_app, request
+from werkzeug.exceptions import HTTPException
+
+from hub.refs import check_version
+from schemas.errors import InvalidArgument, ModelhubError, ModelNotFound
+
+from . import metrics
+from .manager import ModelManager, ServedVersion
+from .predict import arrays_from_json, run, signature_spec
+from .tensors import to_json
+
+v1 = Blueprint("tfserving", __name__, url_prefix="/v1")
+
+#: NAME[/versions/N | /labels/L][:verb | /metadata]
+_TARGET = re.compile(r"^(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+)|/labels/(?P<label>[^/:]+))?"
+                     r"(?::(?P<verb>[a-z]+)|/(?P<metadata>metadata))?$")
+_DTYPES = {"float16": "DT_HALF", "float32": "DT_FLOAT", "float64": "DT_DOUBLE",
+           "int8": "DT_INT8", "int16": "DT_INT16", "int32": "DT_INT32", "int64": "DT_INT64",
+           "uint8": "DT_UINT8", "uint16": "DT_UINT16", "uint32": "DT_UINT32",
+           "uint64": "DT_UINT64", "bool": "DT_BOOL", "string": "DT_STRING",
+           "bfloat16": "DT_BFLOAT16", "complex64": "DT_COMPLEX64", "complex128": "DT_COMPLEX128",
+           "resource": "DT_RESOURCE", "variant": "DT_VARIANT", "invalid": "DT_INVALID"}
+
+
+def get_manager() -> ModelManager:
+    return current_app.extensions["modelhub.manager"]
+
+
+def _json(body, status: int = 200) -> Response:
+    return Response(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), status=status,
+                    mimetype="application/json")
+
+
+@v1.errorhandler(ModelhubError)
+def _modelhub_error(e: ModelhubError) -> Response:
+    return _json({"error": str(e)}, e.status)
+
+
+@v1.errorhandler(HTTPException)
+def _http_error(e: HTTPException) -> Response:
+    return _json({"error": e.description or e.name}, e.code or 500)
+
+
+def _parse(target: str) -> dict:
+    match = _TARGET.match(target)
+    if not match:
+        raise ModelNotFound(f"Malformed request: {request.method} /v1/models/{target}")
+    parts = match.groupdict()
+    if parts["version"] is not None:
+        parts["version"] = check_version(parts["version"])
+    return parts
+
+
+def _status(served: ServedVersion) -> dict:
+    return {"version": str(served.version), "state": served.state,
+            "status": {"error_code": "UNKNOWN" if served.error else "OK",
+                       "error_message": served.error}}
+
+
+def _tensor_info(spec: dict) -> dict:
+    shape = spec["shape"]
+    return {"dtype": _DTYPES.get(spec["dtype"], "DT_INVALID"), "name": spec["name"],
+            "tensor_shape": {"dim": [] if shape is None else
+                             [{"size": str(d), "name": ""} for d in shape],
+                             "unknown_rank": shape is None}}
+
+
+def _metadata(served: ServedVersion) -> dict:
+    signatures = {
+        name: {"inputs": {k: _tensor_info(s) for k, s in sig["inputs"].items()},
+               "outputs": {k: _tensor_info(s) for k, s in sig["outputs"].items()},
+               "method_name": sig["method_name"]}
+        for name, sig in served.manifest["signatures"].items()}
+    return {"model_spec": {"name": served.name, "signature_name": "", "version": str(served.version)},
+            "metadata": {"signature_def": {"signature_def": signatures},
+                         "modelhub": {"device": served.device, "runtime": "tensorflow"}}}
+
+
+@v1.get("/models")
+def list_models():
+    return _json({"models": [{"name": name, "model_version_status": [_status(s) for s in served]}
+                             for name, served in get_manager().all_models().items()]})
+
+
+@v1.get("/models/<path:target>")
+def model_status(target: str):
+    parts = _parse(target)
+    manager = get_manager()
+    if parts["verb"]:
+        raise InvalidArgument(f"use POST for :{parts['verb']}")
+    if parts["metadata"]:
+        return _json(_metadata(manager.get(parts["name"], parts["version"], parts["label"])))
+    statuses = manager.statuses(parts["name"], parts["version"], parts["label"])
+    return _json({"model_version_status": [_status(s) for s in statuses]})
+
+
+def _rows_to_columns(instances: list, input_names: list[str]) -> dict:
+    """`instances` (one entry per row) as one value per input."""
+    if not isinstance(instances, list) or not instances:
+        raise InvalidArgument("'instances' must be a non-empty list")
+    if all(isinstance(row, dict) and not set(row) <= {"b64"} for row in instances):
+        keys = set(instances[0])
+        if any(set(row) != keys for row in instances):
+            raise InvalidArgument("every instance must have the same named inputs")
+        return {key: [row[key] for row in instances] for key in keys}
+    if len(input_names) != 1:
+        raise InvalidArgument("the signature has several inputs, so every instance must be an "
+                              "object naming them")
+    return {input_names[0]: instances}
+
+
+def _columns(inputs, input_names: list[str]) -> dict:
+    if isinstance(inputs, dict) and inputs and not set(inputs) <= {"b64"}:
+        return inputs
+    if len(input_names) != 1:
+        raise InvalidArgument("the signature has several inputs, so 'inputs' must be an object "
+                              "naming them")
+    return {input_names[0]: inputs}
+
+
+def _columns_to_rows(outputs: dict) -> list:
+    if len(outputs) == 1:
+        (name, array), = outputs.items()
+        return to_json(array, name)
+    sizes = {array.shape[0] if array.ndim else None for array in outputs.values()}
+    if len(sizes) != 1 or None in sizes:
+        raise InvalidArgument("the outputs do not share a batch size, so they cannot be returned "
+                              "as rows; send 'inputs' (columnar) instead")
+    columns = {name: to_json(array, name) for name, array in outputs.items()}
+    return [{name: column[i] for name, column in columns.items()} for i in range(sizes.pop())]
+
+
+@v1.post("/models/<path:target>")
+def predict(target: str):
+    metrics.record("tfserving")
+    parts = _parse(target)
+    if parts["verb"] != "predict":
+        if parts["verb"] in ("classify", "regress"):
+            raise InvalidArgument(f":{parts['verb']} needs a signature with method_name "
+                                  f"tensorflow/serving/{parts['verb']}; this server answers "
+                                  ":predict")
+        raise ModelNotFound(f"Malformed request: POST /v1/models/{target}")
+    try:
+        body = orjson.loads(request.get_data())
+    except orjson.JSONDecodeError as e:
+        raise InvalidArgument(f"JSON Parse error: {e}") from e
+    if not isinstance(body, dict):
+        raise InvalidArgument("the request body must be a JSON object")
+    served = get_manager().get(parts["name"], parts["version"], parts["label"])
+    signature_name, spec = signature_spec(served, body.get("signature_name"))
+    metrics.record("tfserving", served, signature_name)
+    input_names = sorted(spec["inputs"])
+    if ("instances" in body) == ("inputs" in body):
+        raise InvalidArgument("the request must have exactly one of 'instances' or 'inputs'")
+    row_format = "instances" in body
+    columns = (_rows_to_columns(body["instances"], input_names) if row_format
+               else _columns(body["inputs"], input_names))
+    outputs = run(served, signature_name, arrays_from_json(columns, spec))
+    if row_format:
+        return _json({"predictions": _columns_to_rows(outputs)})
+    if len(outputs) == 1:
+        (name, array), = outputs.items()
+        return _json({"outputs": to_json(array, name)})
+    return _json({"outputs": {name: to_json(array, name) for name, array in outputs.items()}})
