@@ -278,6 +278,22 @@ def gc(ctx, grace: str) -> None:
                f"{report['removed_incomplete']} incomplete uploads")
 
 
+@cli.command()
+@click.argument("ref")
+@click.option("--layout", type=click.Choice(["tf-serving"]), required=True,
+              help="tf-serving: DIR/NAME/VERSION/saved_model.pb, a TF Serving model base path.")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.pass_context
+def export(ctx, ref: str, layout: str, directory: Path) -> None:
+    """Write REF into DIRECTORY in another server's layout."""
+    registry = _registry(ctx)
+    name, version = registry.resolve(ref)
+    dest = directory / name / str(version)
+    with _progress(ctx, registry.get(f"{name}/{version}")["total_size"], f"exporting {name}/{version}") as advance:
+        registry.pull(f"{name}/{version}", dest, on_progress=advance)
+    click.echo(str(dest))
+
+
 @cli.group()
 def token() -> None:
     """API tokens for the hub (scopes: read < write < admin)."""

@@ -9,6 +9,7 @@ version labels and are followed the same way.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -226,8 +227,11 @@ class ModelManager:
 
     def _unload(self, served: ServedVersion) -> None:
         served.state = UNLOADING
-        served.model = None  # in-flight requests hold their own reference
-        served.state = END
+        with self._lock:
+            # The table gets a new END record; `served` keeps its model for requests that are
+            # still running on it, and TensorFlow frees it when the last of them lets go.
+            self._versions[served.name][served.version] = dataclasses.replace(
+                served, state=END, model=None)
         log.info("%s/%d unloaded", served.name, served.version)
 
     # --- lookups ------------------------------------------------------------------------------

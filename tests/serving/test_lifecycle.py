@@ -1,0 +1,125 @@
+"""Versions come and go while requests flow: hot reload, alias moves, failed loads, export."""
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+
+import pytest
+import requests
+
+from hub.registry import Registry
+from tests.conftest import run_cli, running_hub
+
+
+def build_half_plus(path, b: float):
+    """y = 0.5 * x + b, with half_plus_two's signature."""
+    import tensorflow as tf
+
+    class HalfPlus(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="x")])
+        def serve(self, x):
+            return {"y": 0.5 * x + b}
+
+    module = HalfPlus()
+    tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
+    return path
+
+
+class LoadGenerator:
+    """Threads calling one URL in a bounded loop, counting every failure."""
+
+    def __init__(self, url: str, threads: int = 4, limit_seconds: float = 120):
+        self.url, self.failures, self.answers = url, [], []
+        self._stop = threading.Event()
+        self._deadline = time.monotonic() + limit_seconds
+        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
+        for t in self._threads:
+            t.start()
+
+    def _run(self) -> None:
+        session = requests.Session()
+        while not self._stop.is_set() and time.monotonic() < self._deadline:
+            try:
+                response = session.post(self.url, json={"instances": [2.0]}, timeout=30)
+                if response.status_code != 200:
+                    self.failures.append(response.text)
+                else:
+                    self.answers.append(response.json()["predictions"][0])
+            except requests.RequestException as e:
+                self.failures.append(repr(e))
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join()
+
+
+def wait_until(condition, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def reloading_server(tmp_path, examples):
+    store = str(tmp_path / "store")
+    registry = Registry.open(store)
+    registry.publish(build_half_plus(tmp_path / "plus2", 2.0), "hpt", aliases=["prod"])
+    broken = tmp_path / "broken"
+    shutil.copytree(examples["half_plus_two"], broken)
+    shutil.rmtree(broken / "variables")  # publishes fine, cannot load
+    registry.publish(broken, "broken")
+    env = {"MODELHUB_SERVING_CACHE": str(tmp_path / "cache")}
+    with running_hub(store, tmp_path / "server.log", env=env,
+                     args=("--role", "all", "--poll-seconds", "0.3", "--workers", "1")) as server:
+        yield server, registry
+
+
+def test_new_versions_and_alias_moves_cause_no_failed_request(reloading_server, tmp_path):
+    server, registry = reloading_server
+    latest = LoadGenerator(f"{server.url}/v1/models/hpt:predict")
+    labelled = LoadGenerator(f"{server.url}/v1/models/hpt/labels/prod:predict")
+    try:
+        wait_until(lambda: len(latest.answers) > 20)
+        registry.publish(build_half_plus(tmp_path / "plus3", 3.0), "hpt")  # 0.5 * 2 + 3 = 4
+        wait_until(lambda: latest.answers[-1] == 4.0)
+        status = requests.get(f"{server.url}/v1/models/hpt").json()["model_version_status"]
+        assert [(s["version"], s["state"]) for s in status] == [("2", "AVAILABLE"), ("1", "AVAILABLE")]
+        assert labelled.answers[-1] == 3.0  # prod still points to version 1
+
+        registry.set_alias("hpt", "prod", 2)
+        wait_until(lambda: labelled.answers[-1] == 4.0)
+        wait_until(lambda: requests.get(f"{server.url}/v1/models/hpt/versions/1").json()
+                   ["model_version_status"][0]["state"] == "END")
+        count = len(latest.answers)
+        wait_until(lambda: len(latest.answers) > count + 20)  # still answering after unload
+    finally:
+        latest.stop()
+        labelled.stop()
+    assert latest.failures == [] and labelled.failures == []
+    assert set(latest.answers) == {3.0, 4.0}
+
+
+def test_a_version_that_fails_to_load_is_end_with_its_error(reloading_server):
+    server, _ = reloading_server
+    status = requests.get(f"{server.url}/v1/models/broken").json()["model_version_status"][0]
+    assert status["state"] == "END"
+    assert status["status"]["error_code"] == "UNKNOWN" and status["status"]["error_message"]
+    failed = requests.post(f"{server.url}/v1/models/broken:predict", json={"instances": [1.0]})
+    assert failed.status_code == 503 and "error" in failed.json()
+    works = requests.post(f"{server.url}/v1/models/hpt:predict", json={"instances": [1.0]})
+    assert works.json() == {"predictions": [2.5]}
+    assert requests.get(f"{server.url}/readyz").status_code == 200  # --all: others still ready
+
+
+def test_export_writes_a_tf_serving_model_base_path(tmp_path, examples):
+    store = str(tmp_path / "store")
+    Registry.open(store).publish(examples["half_plus_two"], "hpt")
+    Registry.open(store).publish(examples["half_plus_two"], "hpt")
+    result = run_cli("--store", store, "export", "hpt/2", "--layout", "tf-serving",
+                     str(tmp_path / "base"))
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "base" / "hpt" / "2" / "saved_model.pb").is_file()
+    assert (tmp_path / "base" / "hpt" / "2" / "variables" / "variables.index").is_file()
