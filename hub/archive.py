@@ -20,6 +20,22 @@ from storage.base import CHUNK_SIZE
 DEFAULT_MAX_BYTES = 32 * 1024**3
 DEFAULT_MAX_FILES = 100_000
 SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
+#: Long-name and PAX headers are read whole into memory by tarfile; real ones are tiny.
+MAX_HEADER_BYTES = 64 * 1024
+_EXTENDED_HEADERS = {tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK, tarfile.XHDTYPE,
+                     tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE}
+
+
+class _BoundedTarInfo(tarfile.TarInfo):
+    """Refuses extended headers over MAX_HEADER_BYTES before tarfile buffers them (a 400 KB
+    upload could otherwise declare a gigabyte-long file name). Hooks tarfile's `_proc_member`,
+    the one place every header passes through."""
+
+    def _proc_member(self, tar):
+        if self.type in _EXTENDED_HEADERS and self.size > MAX_HEADER_BYTES:
+            raise UnsafeArchive(f"archive has a {self.size}-byte extended header; at most "
+                                f"{MAX_HEADER_BYTES} bytes are allowed")
+        return super()._proc_member(tar)
 
 
 def _member_path(member: tarfile.TarInfo) -> str:
@@ -69,29 +85,30 @@ def safe_extract(stream: BinaryIO, staging: Path, *, max_bytes: int = DEFAULT_MA
     staging = staging.resolve()
     total = count = 0
     try:
-        with tarfile.open(fileobj=stream, mode="r|*") as tar:
+        with tarfile.open(fileobj=stream, mode="r|*", tarinfo=_BoundedTarInfo) as tar:
             for member in tar:
                 _check_type(member)
                 name = _member_path(member)
                 if not name:
                     continue  # the archive's own root folder entry
+                count += 1  # folders count too: they cost inodes as much as files do
+                if count > max_files:
+                    raise TooLarge(f"archive holds more than {max_files} entries")
                 target = staging / name
                 if staging not in target.resolve().parents:
                     raise UnsafeArchive(f"archive member {member.name!r} escapes the staging area")
-                if member.isdir():
-                    target.mkdir(parents=True, exist_ok=True)
-                    continue
-                count += 1
-                if count > max_files:
-                    raise TooLarge(f"archive holds more than {max_files} files")
-                if total + member.size > max_bytes:
-                    raise TooLarge(f"archive expands to more than {max_bytes} bytes")
-                target.parent.mkdir(parents=True, exist_ok=True)
-                source = tar.extractfile(member)
                 try:
+                    if member.isdir():
+                        target.mkdir(parents=True, exist_ok=True)
+                        continue
+                    if total + member.size > max_bytes:
+                        raise TooLarge(f"archive expands to more than {max_bytes} bytes")
+                    target.parent.mkdir(parents=True, exist_ok=True)
                     out = open(target, "xb")
-                except FileExistsError as e:
-                    raise UnsafeArchive(f"archive member {member.name!r} appears twice") from e
+                except (FileExistsError, NotADirectoryError, IsADirectoryError) as e:
+                    raise UnsafeArchive(f"archive member {member.name!r} appears twice or "
+                                        "clashes with another member") from e
+                source = tar.extractfile(member)
                 with out:
                     while chunk := source.read(CHUNK_SIZE):
                         total += len(chunk)

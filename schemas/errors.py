@@ -184,6 +184,30 @@ class Forbidden(ModelhubError, PermissionError):
     status = 403
 
 
+# --- Serving ------------------------------------------------------------------------------------
+
+
+class NotAvailable(ModelhubError):
+    """The version exists but is not AVAILABLE (loading, failed, or being unloaded)."""
+
+    code = "not_available"
+    status = 503
+
+
+class DeviceUnavailable(ModelhubError):
+    """The device a model should run on (a GPU, a TPU) is not on this machine."""
+
+    code = "device_unavailable"
+    status = 503
+
+
+class TensorError(InvalidArgument):
+    """A tensor in a request does not fit the signature (shape, dtype, encoding)."""
+
+    code = "invalid_tensor"
+    status = 400
+
+
 # --- Talking to a hub ---------------------------------------------------------------------------
 
 

@@ -5,16 +5,11 @@ import functools
 import logging
 import re
 
-from schemas.errors import InvalidArgument
+from schemas.errors import DeviceUnavailable, InvalidArgument
 
 log = logging.getLogger(__name__)
 
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|tpu|gpu(:\d+)?)$")
-
-
-class DeviceUnavailable(InvalidArgument):
-    code = "device_unavailable"
-    status = 503
 
 
 def check_device(device: str) -> str:

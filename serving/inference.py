@@ -20,12 +20,12 @@ from flask import Blueprint, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
 from hub.refs import check_version
-from schemas.errors import InvalidArgument, ModelhubError
+from schemas.errors import InvalidArgument, ModelhubError, TensorError
 
 from . import metrics
 from .manager import AVAILABLE, ModelManager
 from .predict import check_arrays, run, signature_spec
-from .tensors import TF_TO_V2, V2_TO_TF, TensorError, decode_binary, encode_binary, to_array, to_json
+from .tensors import TF_TO_V2, V2_TO_TF, decode_binary, encode_binary, to_array, to_json
 
 v2 = Blueprint("inference", __name__, url_prefix="/v2")
 

@@ -25,6 +25,7 @@ from schemas.errors import (
     InvalidArgument,
     ModelhubError,
     ModelNotFound,
+    NotAvailable,
     VersionNotFound,
 )
 
@@ -34,13 +35,6 @@ from .tensors import NUMPY_DTYPES
 log = logging.getLogger(__name__)
 
 START, LOADING, AVAILABLE, UNLOADING, END = "START", "LOADING", "AVAILABLE", "UNLOADING", "END"
-
-
-class NotAvailable(ModelhubError):
-    """The version exists but is not AVAILABLE (loading, failed, or being unloaded)."""
-
-    code = "not_available"
-    status = 503
 
 
 @dataclass

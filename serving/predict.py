@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from schemas.errors import InvalidArgument
+from schemas.errors import InvalidArgument, TensorError
 
 from .devices import load_scope
 from .manager import ServedVersion
-from .tensors import TensorError, check_shape, to_array
+from .tensors import check_shape, to_array
 
 
 def signature_spec(served: ServedVersion, signature_name: str | None) -> tuple[str, dict]:

@@ -13,7 +13,7 @@ import struct
 
 import numpy as np
 
-from schemas.errors import InvalidArgument
+from schemas.errors import TensorError
 
 #: TensorFlow dtype names (as in manifests) -> numpy dtypes. Strings are object arrays of bytes.
 NUMPY_DTYPES = {
@@ -30,10 +30,6 @@ V2_TO_TF = {
     "FP16": "float16", "FP32": "float32", "FP64": "float64", "BYTES": "string",
 }
 TF_TO_V2 = {tf: v2 for v2, tf in V2_TO_TF.items()}
-
-
-class TensorError(InvalidArgument):
-    """A tensor in a request does not fit the signature (shape, dtype, encoding)."""
 
 
 # --- strings ------------------------------------------------------------------------------------

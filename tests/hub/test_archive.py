@@ -62,7 +62,7 @@ def test_hostile_members_are_refused_and_nothing_escapes(kind, tmp_path):
 
 def test_too_many_files_is_too_large(tmp_path):
     members = [SAVED_MODEL] + [entry(f"variables/f{i}") for i in range(20)]
-    with pytest.raises(TooLarge, match="more than 10 files"):
+    with pytest.raises(TooLarge, match="more than 10 entries"):
         safe_extract(io.BytesIO(make_tar(*members)), tmp_path, max_files=10)
 
 
@@ -100,3 +100,27 @@ def test_publishing_a_hostile_archive_stores_nothing(tmp_path):
         registry.publish(archive, "evil")
     assert registry.store.list_keys("") == []
     assert not (tmp_path / "escaped").exists()
+
+
+def test_an_oversized_extended_header_is_refused_before_it_is_buffered(tmp_path):
+    long_name = "x" * (8 * 1024 * 1024)  # an 8 MiB file name: a GNU long-name header
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz", format=tarfile.GNU_FORMAT) as tar:
+        info = tarfile.TarInfo(long_name)
+        tar.addfile(info, io.BytesIO(b""))
+    assert len(buffer.getvalue()) < 64 * 1024
+    with pytest.raises(UnsafeArchive, match="8388609-byte extended header"):
+        safe_extract(io.BytesIO(buffer.getvalue()), tmp_path)
+
+
+def test_folders_count_toward_the_entry_limit(tmp_path):
+    members = [SAVED_MODEL] + [entry(f"d{i}/", None, type=tarfile.DIRTYPE) for i in range(50)]
+    with pytest.raises(TooLarge, match="more than 10 entries"):
+        safe_extract(io.BytesIO(make_tar(*members)), tmp_path, max_files=10)
+    assert len(list(tmp_path.iterdir())) <= 10
+
+
+def test_a_file_then_a_path_through_it_is_unsafe_not_a_crash(tmp_path):
+    payload = make_tar(SAVED_MODEL, entry("a", b"file"), entry("a/b", b"under a file"))
+    with pytest.raises(UnsafeArchive, match="clashes"):
+        safe_extract(io.BytesIO(payload), tmp_path)
