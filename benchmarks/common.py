@@ -13,8 +13,8 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
 MIB = 1024 * 1024
 MODEL_NAME = "bench"
@@ -96,7 +96,8 @@ def render_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 def environment(workdir: Path) -> dict:
-    fs = subprocess.run(["stat", "-f", "-c", "%T", str(workdir)], capture_output=True, text=True)
+    fs = subprocess.run(["stat", "-f", "-c", "%T", str(workdir)], capture_output=True, text=True,
+                        check=False)
     return {
         "python": platform.python_version(),
         "platform": platform.platform(),

@@ -51,8 +51,8 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 if __package__ in (None, ""):  # run as a file: make the `benchmarks` package importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -103,25 +103,34 @@ def hub_server(store: Path, log_path: Path) -> Iterator[str]:
 
     The CLI execs gunicorn, so the child's PID is the gunicorn master: SIGTERM to it stops the
     workers too. It runs in its own session (Ctrl-C here reaches it only through this cleanup),
-    so the process group that is killed if it does not stop in time is exactly the server."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "MODELHUB_ANONYMOUS_READ": "true"}
-    command = [sys.executable, "-m", "hub.cli", "--store", str(store), "serve",
-               "--host", "127.0.0.1", "--port", str(port), "--workers", str(SERVER_WORKERS)]
-    with open(log_path, "wb") as log:
-        server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                  cwd=REPO_ROOT, start_new_session=True)
+    so the process group that is killed if it does not stop in time is exactly the server.
+    Meanwhile SIGTERM to this process exits through the same cleanup (as Ctrl-C does)."""
+    def exit_on_sigterm(signum, frame):
+        raise SystemExit(128 + signum)
+
+    previous_handler = signal.signal(signal.SIGTERM, exit_on_sigterm)
     try:
-        wait_until_ready(url, server, log_path)
-        yield url
-    finally:
-        server.terminate()
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        env = {**os.environ, "MODELHUB_ANONYMOUS_READ": "true"}
+        command = [sys.executable, "-m", "hub.cli", "--store", str(store), "serve",
+                   "--host", "127.0.0.1", "--port", str(port), "--workers", str(SERVER_WORKERS)]
+        with open(log_path, "wb") as log:
+            server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                      cwd=REPO_ROOT, start_new_session=True)
         try:
-            server.wait(SERVER_STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
+            wait_until_ready(url, server, log_path)
+            yield url
+        finally:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not skip this
+            server.terminate()
+            try:
+                server.wait(SERVER_STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                os.killpg(server.pid, signal.SIGKILL)
+                server.wait()
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
 
 
 def wait_until_ready(url: str, server: subprocess.Popen, log_path: Path) -> None:
@@ -140,15 +149,18 @@ def wait_until_ready(url: str, server: subprocess.Popen, log_path: Path) -> None
 
 # --- the operations -------------------------------------------------------------------------------
 
-def counting_client(url: str, cache: Path, counts: dict[str, int], op: str) -> HubClient:
-    """A client that adds every response it receives to counts[op]."""
+@contextlib.contextmanager
+def counting_client(url: str, cache: Path, counts: dict[str, int], op: str) -> Iterator[HubClient]:
+    """A client that adds every response it receives to counts[op]; its connections are closed
+    on exit (an idle keep-alive connection would hold up the server's shutdown)."""
     client = HubClient(url, cache=str(cache))
 
     def count(response, *args, **kwargs):
         counts[op] = counts.get(op, 0) + 1
 
     client.session.hooks["response"].append(count)
-    return client
+    with contextlib.closing(client.session):
+        yield client
 
 
 def check_size(folder: Path, size: int, what: str) -> None:
@@ -166,16 +178,16 @@ def run_repetition(model: Path, url: str, workdir: Path, size: int,
     with scratch(workdir / "copy") as dest:
         times[CP] = measure(CP, lambda: copy_tree(model, dest))
     with scratch(workdir / "cache") as cache:
-        with scratch(workdir / "pulled") as dest:
-            client = counting_client(url, cache, counts, PULL_COLD)
+        with scratch(workdir / "pulled") as dest, \
+                counting_client(url, cache, counts, PULL_COLD) as client:
             times[PULL_COLD] = measure(PULL_COLD, lambda: client.pull(MODEL_REF, dest))
             check_size(dest, size, "the cold pull")
-        with scratch(workdir / "pulled") as dest:
-            client = counting_client(url, cache, counts, PULL_WARM)
+        with scratch(workdir / "pulled") as dest, \
+                counting_client(url, cache, counts, PULL_WARM) as client:
             times[PULL_WARM] = measure(PULL_WARM, lambda: client.pull(MODEL_REF, dest))
             check_size(dest, size, "the warm pull")
-    with scratch(workdir / "cache") as cache:
-        client = counting_client(url, cache, counts, FETCH_COLD)
+    with scratch(workdir / "cache") as cache, \
+            counting_client(url, cache, counts, FETCH_COLD) as client:
         fetched = []
         times[FETCH_COLD] = measure(FETCH_COLD, lambda: fetched.append(client.fetch(MODEL_REF)))
         check_size(fetched[0][1], size, "the fetched snapshot")
@@ -208,6 +220,31 @@ def format_table(summary: dict[str, dict]) -> str:
          f"{s['ratio_to_cp']:.2f}x", "-" if s["http_requests"] is None else str(s["http_requests"]))
         for op, s in summary.items()
     ])
+
+
+class OtherCpu:
+    """CPU time that processes other than this one and its children (the server, cp) use from
+    now on: busy time of the whole machine (/proc/stat) minus our own. Kernel threads count as
+    others, so writeback done by flusher threads shows up here too, by a second or two."""
+
+    def __init__(self):
+        self.start_busy, self.start_own = self._busy(), self._own()
+
+    @staticmethod
+    def _busy() -> float:
+        with open("/proc/stat") as f:
+            ticks = [int(n) for n in f.readline().split()[1:]]
+        user, nice, system, irq, softirq = (ticks[i] for i in (0, 1, 2, 5, 6))  # not idle, iowait
+        return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+    @staticmethod
+    def _own() -> float:
+        t = os.times()
+        return t.user + t.system + t.children_user + t.children_system
+
+    def seconds(self) -> float:
+        """Only complete once every child has been waited for (their times count then)."""
+        return (self._busy() - self.start_busy) - (self._own() - self.start_own)
 
 
 def reproduce_command(args: argparse.Namespace) -> str:
@@ -249,6 +286,7 @@ def main(argv: list[str] | None = None) -> None:
     size = folder_size(model)
     env = environment(args.workdir)
     print(f"model: {model} ({size / MIB:.0f} MB); " + ", ".join(f"{k} {v}" for k, v in env.items()))
+    others = OtherCpu()
     for variable in ("MODELHUB_OFFLINE", "MODELHUB_TOKEN"):  # ask the server, anonymously
         os.environ.pop(variable, None)
 
@@ -261,9 +299,8 @@ def main(argv: list[str] | None = None) -> None:
         with hub_server(base / "store", base / "server.log") as url:
             print(f"serving {MODEL_REF} from {base / 'store'} at {url} "
                   f"({SERVER_WORKERS} gunicorn workers)", flush=True)
-            warm_up = counting_client(url, base / "warm-up-cache", {}, "warm-up")
             for _ in range(2 * SERVER_WORKERS):  # let every worker answer once, untimed
-                warm_up.get(f"{MODEL_NAME}")
+                requests.get(f"{url}/api/v1/models/{MODEL_NAME}/versions/1", timeout=10)
             for rep in range(1, args.repeat + 1):
                 times, rep_counts = run_repetition(model, url, base, size, prefault_bytes)
                 runs.append(times)
@@ -276,13 +313,18 @@ def main(argv: list[str] | None = None) -> None:
           "MB/s and ratios from medians (ratio = cp seconds / operation seconds)\n")
     print(format_table(summary))
     elapsed = time.perf_counter() - started
-    print(f"\ntotal run time {elapsed:.0f} s")
+    other_cpu_s = others.seconds()
+    print(f"\ntotal run time {elapsed:.0f} s; other processes used {other_cpu_s:.0f} CPU seconds "
+          f"meanwhile ({other_cpu_s / elapsed:.2f} of {os.cpu_count()} CPUs)")
+    if other_cpu_s / elapsed > 0.25:
+        print("warning: other work ran on this machine during the run; it skews the numbers")
 
     if args.json:
         args.json.write_text(json.dumps({
             "command": reproduce_command(args), "size_bytes": size, "repeat": args.repeat,
             "prefault_bytes": prefault_bytes, "server_workers": SERVER_WORKERS,
             "environment": env, "operations": summary, "total_run_s": elapsed,
+            "other_processes_cpu_s": other_cpu_s,
         }, indent=2) + "\n")
 
 

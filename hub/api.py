@@ -81,7 +81,9 @@ def http_error_response(e: HTTPException) -> Response:
     message = e.description or e.name
     if e.code == 413:
         message = f"the request body is larger than this server accepts ({request.max_content_length} bytes)"
-    return _error(e.code or 500, code, message)
+    # keep what the exception says about the response (Allow on a 405, ...), not its body type
+    headers = {k: v for k, v in e.get_headers() if k.lower() != "content-type"}
+    return _error(e.code or 500, code, message, headers)
 
 
 def unexpected_error_response(e: Exception) -> Response:
@@ -100,6 +102,13 @@ def _bearer_token() -> str | None:
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("use the header 'Authorization: Bearer <token>'")
     return token.strip()
+
+
+def require_read_access() -> None:
+    """For read-only routes elsewhere (predictions): a read token unless reads are anonymous."""
+    token = _bearer_token()
+    if token or not current_app.config["ANONYMOUS_READ"]:
+        get_tokens().authorize(token, "read")
 
 
 def requires(scope: str):
@@ -242,14 +251,19 @@ def version_file(name: str, version: str, path: str):
     manifest = registry.get(reference_from_url(name, version))
     entry = registry.file_entry(manifest, path)
     etag, size = entry["sha256"], entry["size"]
-    headers = {"ETag": f'"{etag}"', "Accept-Ranges": "bytes",
-               # content-addressed: these bytes never change
-               "Cache-Control": "public, max-age=31536000, immutable"}
-    if request.if_none_match.contains(etag):
+    # By number, these bytes never change; by alias or `latest` they may, after a move. Private
+    # hubs must not let shared caches keep what a token was needed for.
+    scope = "public" if current_app.config["ANONYMOUS_READ"] else "private"
+    caching = f"{scope}, max-age=31536000, immutable" if version.isdigit() else f"{scope}, no-cache"
+    headers = {"ETag": f'"{etag}"', "Accept-Ranges": "bytes", "Cache-Control": caching}
+    if request.if_none_match.contains_weak(etag):
         return Response(status=304, headers=headers)
     byte_range = request.range
-    if byte_range is not None and request.if_range.etag not in (None, etag):
-        byte_range = None  # the client's partial copy is of other bytes: send everything
+    if byte_range is not None and (
+            len(byte_range.ranges) != 1
+            # If-Range needs a strong match; anything else means "send it all"
+            or request.headers.get("If-Range", f'"{etag}"') != f'"{etag}"'):
+        byte_range = None
     if byte_range is None:
         return Response(registry.file_chunks(manifest, entry), content_type="application/octet-stream",
                         headers={**headers, "Content-Length": str(size)})

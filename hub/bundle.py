@@ -55,15 +55,20 @@ def check_digest(label: str, sha256: str, size: int, actual: tuple[str, int]) ->
 
 
 def verified_chunks(chunks: Iterable[bytes], sha256: str, size: int, label: str) -> Iterator[bytes]:
-    """Pass chunks through, then raise `IntegrityError` if they did not hash to `sha256`.
-
-    Callers stage what they receive and commit it only once the iterator is exhausted."""
+    """Pass chunks through, raising `IntegrityError` before the last one if they do not hash to
+    `sha256`: an HTTP client then sees a body shorter than its Content-Length, never a complete
+    wrong file."""
     digest = hashlib.sha256()
     seen = 0
+    held = None  # the last chunk waits for the check, so a corrupted file never arrives whole
     for chunk in chunks:
         digest.update(chunk)
         seen += len(chunk)
         if seen > size:
             raise IntegrityError(f"{label} is corrupted: more than the {size} bytes recorded")
-        yield chunk
+        if held is not None:
+            yield held
+        held = chunk
     _check(label, sha256, size, digest.hexdigest(), seen)
+    if held is not None:
+        yield held

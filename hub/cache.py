@@ -90,7 +90,7 @@ class ModelCache:
         path = self.manifest_path(name, version)
         try:
             return load_manifest(json.loads(path.read_bytes()), str(path))
-        except FileNotFoundError:
+        except (FileNotFoundError, ValueError):  # missing or damaged: fetch it again
             return None
 
     def remember_ref(self, ref: Reference, version: int) -> None:

@@ -141,7 +141,10 @@ class HubClient:
                 return cached  # versions are immutable
         selector = ref.version or ref.alias or "latest"
         body = self._json("GET", self._version_path(ref.name, selector))
-        return load_manifest(body, f"manifest of {ref} from {self.url}")
+        manifest = load_manifest(body, f"manifest of {ref} from {self.url}")
+        if manifest["name"] != ref.name or ref.version not in (None, manifest["version"]):
+            raise IntegrityError(f"the hub answered {ref} with {manifest['name']}/{manifest['version']}")
+        return manifest
 
     def resolve(self, ref: str | Reference) -> tuple[str, int]:
         manifest = self.get(ref)
@@ -200,14 +203,15 @@ class HubClient:
         if offline_mode():
             return self.cache.lookup(ref)
         manifest = self.get(ref)
-        self.cache.remember_ref(ref, manifest["version"])
         snapshot = self.cache.complete_snapshot(manifest)
-        if snapshot:
-            return manifest, snapshot
-        missing = {e["sha256"]: e for e in manifest["files"] if not self.cache.has_blob(e)}
-        parallel_map(lambda e: self._download_blob(manifest, e, on_progress), missing.values())
-        self.cache.save_manifest(manifest)
-        return manifest, self.cache.build_snapshot(manifest)
+        if not snapshot:
+            missing = {e["sha256"]: e for e in manifest["files"] if not self.cache.has_blob(e)}
+            parallel_map(lambda e: self._download_blob(manifest, e, on_progress), missing.values())
+            self.cache.save_manifest(manifest)
+            snapshot = self.cache.build_snapshot(manifest)
+        # Only now: offline mode must never resolve a ref to a version that is not all there.
+        self.cache.remember_ref(ref, manifest["version"])
+        return manifest, snapshot
 
     def load(self, ref: str | Reference, **load_options):
         """The loaded SavedModel (`tf.saved_model.load`), fetched through the cache."""

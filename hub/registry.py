@@ -119,6 +119,11 @@ class Registry:
                 aliases.append(stem)
         return sorted(versions), sorted(deleted), sorted(aliases)
 
+    def check(self) -> None:
+        """Raise unless the store answers (for readiness probes): one HEAD or stat. The key need
+        not exist; an answer either way is what counts."""
+        self.store.exists("health/probe")
+
     def model_names(self) -> list[str]:
         names = set()
         for key in self.store.list_keys("models/"):
@@ -138,7 +143,7 @@ class Registry:
             data = self.store.get_bytes(manifest_key(name, version))
         except ObjectNotFound:
             if not self.versions(name):
-                raise ModelNotFound(f"model {name!r} not found in {self.store.uri}") from None
+                raise ModelNotFound(f"model {name!r} not found") from None
             raise VersionNotFound(f"model {name!r} has no version {version}") from None
         where = f"manifest of {name}/{version}"
         try:
@@ -168,7 +173,7 @@ class Registry:
                 version = self.store.get_json(alias_key(ref.name, ref.alias))["version"]
             except ObjectNotFound:
                 if not self.versions(ref.name):
-                    raise ModelNotFound(f"model {ref.name!r} not found in {self.store.uri}") from None
+                    raise ModelNotFound(f"model {ref.name!r} not found") from None
                 raise AliasNotFound(f"model {ref.name!r} has no alias {ref.alias!r}") from None
             try:
                 self.manifest(ref.name, version)
@@ -177,7 +182,7 @@ class Registry:
             return ref.name, version
         versions = self.versions(ref.name)
         if not versions:
-            raise ModelNotFound(f"model {ref.name!r} not found in {self.store.uri}")
+            raise ModelNotFound(f"model {ref.name!r} not found")
         return ref.name, versions[-1]
 
     def get(self, ref: str | Reference) -> dict:
@@ -261,8 +266,15 @@ class Registry:
             "license": license,
             "model_card": model_card,
             "artifacts": {},
+            # Tells our own write apart from a rival's when a lost response makes us retry.
+            "publish_id": uuid.uuid4().hex,
         }
         manifest = self._write_manifest(manifest)
+        # A `gc` that read the manifests before ours was written may have removed a reused blob
+        # between our touch and now (it re-checks times, but not atomically): put back any gone.
+        for f, (digest, _) in zip(files, stored):
+            if not self.store.exists(blob_key(digest)):
+                self.store.put_content_addressed(f.source, blob_key)
         for alias in aliases:
             self.set_alias(name, alias, manifest["version"])
         return manifest
@@ -274,9 +286,13 @@ class Registry:
             versions, deleted, _ = self._model_keys(name)
             manifest["version"] = max(versions + deleted, default=0) + 1
             body = dump_manifest(manifest)
+            key = manifest_key(name, manifest["version"])
             try:
-                self.store.put_if_absent(manifest_key(name, manifest["version"]), _json_bytes(body))
+                self.store.put_if_absent(key, _json_bytes(body))
             except ObjectExists:
+                with contextlib.suppress(ObjectNotFound, ValueError, KeyError):
+                    if self.store.get_json(key).get("publish_id") == manifest["publish_id"]:
+                        return load_manifest(body)  # our write landed; its answer was lost
                 time.sleep(random.uniform(0, 0.02))  # spread racing publishers apart
                 continue
             return load_manifest(body)
@@ -301,10 +317,14 @@ class Registry:
                 raise PreconditionFailed(
                     f"alias {name}@{alias} points to {previous}, not {expected_version}")
             record = {"version": version, "previous": previous,
-                      "updated": datetime.now(timezone.utc).isoformat()}
+                      "updated": datetime.now(timezone.utc).isoformat(),
+                      "write_id": uuid.uuid4().hex}
             try:
                 self.store.put_if_match(key, _json_bytes(record), etag)
             except PreconditionFailed:
+                with contextlib.suppress(ObjectNotFound, ValueError, KeyError):
+                    if self.store.get_json(key).get("write_id") == record["write_id"]:
+                        return record  # our write landed; its answer was lost and retried
                 continue  # moved by someone else between our read and write: read again
             return record
         raise ConcurrentModification(f"alias {name}@{alias} keeps changing; try again")
@@ -348,10 +368,17 @@ class Registry:
                     referenced.update(a["sha256"] for a in manifest["artifacts"].values())
         removed = freed = 0
         for info in candidates:
-            if info.key.rsplit("/", 1)[-1] not in referenced:
-                self.store.delete(info.key)
-                removed += 1
-                freed += info.size
+            if info.key.rsplit("/", 1)[-1] in referenced:
+                continue
+            try:
+                # A publish may have reused this blob (touching it) after it was listed.
+                if self.store.head(info.key).modified >= cutoff:
+                    continue
+            except ObjectNotFound:
+                continue
+            self.store.delete(info.key)
+            removed += 1
+            freed += info.size
         incomplete = self.store.cleanup_incomplete(cutoff)
         return {"removed_blobs": removed, "freed_bytes": freed, "removed_incomplete": incomplete}
 
@@ -402,13 +429,11 @@ class Registry:
 
                 try:
                     self.store.get_file(blob_key(entry["sha256"]), target, advance)
+                    check_digest(label, entry["sha256"], entry["size"], hasher.finish())
                 except ObjectNotFound:
-                    hasher.abort()
                     raise IntegrityError(f"{label} is missing from the store") from None
-                except BaseException:
-                    hasher.abort()
-                    raise
-                check_digest(label, entry["sha256"], entry["size"], hasher.finish())
+                finally:
+                    hasher.close()
 
             parallel_map(fetch, manifest["files"])
             if dest.exists():

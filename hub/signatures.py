@@ -22,6 +22,8 @@ DTYPES = {
 }
 
 _VARINT, _I64, _LEN, _I32 = 0, 1, 2, 5
+#: Protobuf messages cannot be larger; TensorFlow refuses such a saved_model.pb too.
+MAX_PROTO_BYTES = 2 * 1024**3
 
 
 @dataclass
@@ -173,8 +175,12 @@ def read_saved_model_info(root: str | Path) -> SavedModelInfo:
     root = Path(root)
     binary = root / "saved_model.pb"
     if binary.is_file():
+        if binary.stat().st_size > MAX_PROTO_BYTES:
+            raise InvalidModel("saved_model.pb is larger than protobuf's 2 GiB limit")
         return parse_saved_model(binary.read_bytes())
     text = root / "saved_model.pbtxt"
     if text.is_file():
+        if text.stat().st_size > MAX_PROTO_BYTES:
+            raise InvalidModel("saved_model.pbtxt is larger than protobuf's 2 GiB limit")
         return _parse_text(text.read_text())
     raise InvalidModel(f"{root} is not a SavedModel: it has no saved_model.pb or saved_model.pbtxt")

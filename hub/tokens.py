@@ -14,11 +14,11 @@ import threading
 import time
 from datetime import datetime, timezone
 
+from schemas.api import SCOPES
 from schemas.errors import Forbidden, InvalidArgument, ObjectNotFound, Unauthorized
 
 from storage import ObjectStore
 
-SCOPES = ("read", "write", "admin")
 TOKEN_PREFIX = "mh_"
 #: How long a looked-up token is trusted before the store is asked again (revocation delay).
 CACHE_SECONDS = 30.0

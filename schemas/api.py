@@ -1,7 +1,7 @@
 """Request and response bodies of the hub HTTP API (`/api/v1`). Also the source of its OpenAPI."""
 from __future__ import annotations
 
-from marshmallow import RAISE, Schema, fields, validate
+from marshmallow import EXCLUDE, RAISE, Schema, fields, validate
 
 from schemas.manifest import ALIAS_PATTERN, TAG_KEY_PATTERN
 
@@ -38,6 +38,9 @@ class TokenRequestSchema(_Request):
 
 
 class ListQuerySchema(Schema):
+    class Meta:
+        unknown = EXCLUDE  # cache-busting and tracking parameters are not errors
+
     q = fields.Str(load_default=None, validate=validate.Length(max=256))
     page = fields.Int(load_default=1, validate=validate.Range(min=1))
     per_page = fields.Int(load_default=20, validate=validate.Range(min=1, max=100))

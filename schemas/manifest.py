@@ -91,6 +91,7 @@ class ManifestSchema(_Strict):
                             validate=validate.Length(max=1_000_000))
     artifacts = fields.Dict(keys=fields.Str(), values=fields.Nested(ArtifactSchema),
                             load_default=dict)
+    publish_id = fields.Str(allow_none=True, load_default=None)
 
     @validates("files")
     def _unique_paths(self, files: list[dict], **_) -> None:

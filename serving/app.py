@@ -56,12 +56,25 @@ def init_serving(app: Flask) -> None:
     manager.start_in_background()
 
 
+def _as_bool(value, setting: str) -> bool:
+    """Environment values arrive as text ("false", "0", "no", ...); "False" must not be truthy."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise InvalidArgument(f"invalid {setting} {value!r}: use true or false")
+
+
 def create_app(config: dict | None = None) -> Flask:
     app = Flask("modelhub")
     app.config.from_mapping(DEFAULTS)
     app.config.from_prefixed_env("MODELHUB")
     if config:
         app.config.from_mapping(config)
+    app.config["ANONYMOUS_READ"] = _as_bool(app.config["ANONYMOUS_READ"], "MODELHUB_ANONYMOUS_READ")
     role = app.config["ROLE"]
     if role not in ROLES:
         raise InvalidArgument(f"invalid role {role!r}: use one of {', '.join(ROLES)}")

@@ -24,10 +24,10 @@ def live():
 def ready():
     registry = current_app.extensions["modelhub.registry"]
     try:
-        next(iter(registry.store.list("models/")), None)  # the store answers
+        registry.check()
     except ModelhubError as e:
-        log.warning("not ready: %s", e)
-        return {"status": "not ready", "reason": str(e)}, 503
+        log.warning("not ready: %s", e)  # the details stay in the log
+        return {"status": "not ready", "reason": "the store does not answer"}, 503
     manager = current_app.extensions.get("modelhub.manager")
     if manager is not None and not manager.ready():
         return {"status": "not ready", "reason": "models are still loading"}, 503

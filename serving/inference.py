@@ -12,6 +12,7 @@ The signature used is `serving_default`, or the request's `parameters.signature_
 """
 from __future__ import annotations
 
+import logging
 from importlib.metadata import PackageNotFoundError, version as package_version
 
 import numpy as np
@@ -19,6 +20,7 @@ import orjson
 from flask import Blueprint, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
+from hub.api import require_read_access
 from hub.refs import check_version
 from schemas.errors import InvalidArgument, ModelhubError, TensorError
 
@@ -27,6 +29,7 @@ from .manager import AVAILABLE, ModelManager
 from .predict import check_arrays, run, signature_spec
 from .tensors import TF_TO_V2, V2_TO_TF, decode_binary, encode_binary, to_array, to_json
 
+log = logging.getLogger(__name__)
 v2 = Blueprint("inference", __name__, url_prefix="/v2")
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
@@ -49,6 +52,17 @@ def _modelhub_error(e: ModelhubError) -> Response:
 @v2.errorhandler(HTTPException)
 def _http_error(e: HTTPException) -> Response:
     return _json({"error": e.description or e.name}, e.code or 500)
+
+
+@v2.errorhandler(Exception)
+def _unexpected_error(e: Exception) -> Response:
+    log.exception("unexpected error on %s %s", request.method, request.path)
+    return _json({"error": "internal error; the server log has the details"}, 500)
+
+
+@v2.before_request
+def _authorize() -> None:
+    require_read_access()
 
 
 def _version(text: str | None) -> int | None:

@@ -35,6 +35,8 @@ from .tensors import NUMPY_DTYPES
 log = logging.getLogger(__name__)
 
 START, LOADING, AVAILABLE, UNLOADING, END = "START", "LOADING", "AVAILABLE", "UNLOADING", "END"
+MAX_LOAD_ATTEMPTS = 5
+RETRY_SECONDS = 30.0
 
 
 @dataclass
@@ -76,6 +78,13 @@ class ServedVersion:
     load_seconds: float = 0.0
     warmup_seconds: float = 0.0
     last_used: float = 0.0
+    attempts: int = 0
+    failed_at: float = 0.0
+
+    def retry_due(self, now: float) -> bool:
+        """A failed load is tried again, backing off: 30 s, 60 s, ... up to MAX_LOAD_ATTEMPTS."""
+        return (self.state == END and bool(self.error) and self.attempts < MAX_LOAD_ATTEMPTS
+                and now - self.failed_at >= RETRY_SECONDS * self.attempts)
 
     def signature(self, name: str | None):
         """The callable for a signature (default: serving_default)."""
@@ -178,10 +187,13 @@ class ModelManager:
         with self._lock:
             self._labels[name] = labels
             current = self._versions.setdefault(name, {})
-            new = sorted(v for v in wanted if v not in current or current[v].state == END
-                         and not current[v].error)
+            now = time.monotonic()
+            new = sorted(v for v in wanted if v not in current
+                         or (current[v].state == END and not current[v].error)  # unloaded before
+                         or current[v].retry_due(now))
         for version in new:
-            self._load(name, version)
+            previous = current.get(version)
+            self._load(name, version, attempts=previous.attempts if previous else 0)
         with self._lock:
             retiring = [sv for v, sv in current.items() if v not in wanted and sv.state == AVAILABLE]
         if retiring and not any(current[v].state == AVAILABLE for v in wanted if v in current):
@@ -189,8 +201,21 @@ class ModelManager:
         for served in retiring:
             self._unload(served)
 
-    def _load(self, name: str, version: int) -> None:
-        served = ServedVersion(name, version, state=LOADING)
+    def _fetch(self, name: str, version: int) -> Path:
+        """The version's folder in the local cache, pulled (verified) if not there yet."""
+        folder = self.cache_dir / name / str(version)
+        if not folder.exists():
+            try:
+                self.registry.pull(f"{name}/{version}", folder)
+            except (InvalidArgument, OSError):
+                # Another worker process pulled it at the same time; its rename is atomic, so
+                # a folder that exists now is complete.
+                if not folder.exists():
+                    raise
+        return folder
+
+    def _load(self, name: str, version: int, attempts: int = 0) -> None:
+        served = ServedVersion(name, version, state=LOADING, attempts=attempts + 1)
         with self._lock:
             self._versions[name][version] = served
         started = time.perf_counter()
@@ -199,9 +224,7 @@ class ModelManager:
 
             config = self._config(name)
             served.device = resolve_device(config.device or self.device)
-            folder = self.cache_dir / name / str(version)
-            if not folder.exists():
-                self.registry.pull(f"{name}/{version}", folder)
+            folder = self._fetch(name, version)
             served.manifest = self.registry.manifest(name, version)
             with load_scope(served.device):
                 served.model = tf.saved_model.load(str(folder))
@@ -217,6 +240,7 @@ class ModelManager:
                      served.device, served.load_seconds, served.warmup_seconds)
         except Exception as e:  # the error is the version's state; other models carry on
             served.state, served.error, served.model = END, f"{type(e).__name__}: {e}", None
+            served.failed_at = time.monotonic()
             log.error("%s/%d failed to load: %s", name, version, served.error)
 
     def _unload(self, served: ServedVersion) -> None:

@@ -93,9 +93,15 @@ def to_array(value, dtype: str, where: str) -> np.ndarray:
             raise TensorError(f"{where}: expected {dtype} values, got fractional numbers")
     if np.dtype(np_dtype).kind == "b" and array.dtype.kind != "b":
         raise TensorError(f"{where}: expected true/false values for a bool tensor")
+    target = np.dtype(np_dtype)
+    if target.kind in "iu" and array.size:
+        # numpy wraps integers silently (300 -> 44 in uint8); refuse instead.
+        info = np.iinfo(target)
+        if array.min() < info.min or array.max() > info.max:
+            raise TensorError(f"{where}: values out of range for {dtype}")
     try:
         with np.errstate(over="raise", invalid="raise"):
-            return array.astype(np_dtype, casting="unsafe", copy=False)
+            return array.astype(target, casting="unsafe", copy=False)
     except (FloatingPointError, OverflowError) as e:
         raise TensorError(f"{where}: values out of range for {dtype}") from e
 

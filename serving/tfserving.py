@@ -9,12 +9,14 @@ Errors are `{"error": "<message>"}` with TF Serving's status codes.
 """
 from __future__ import annotations
 
+import logging
 import re
 
 import orjson
 from flask import Blueprint, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
+from hub.api import require_read_access
 from hub.refs import check_version
 from schemas.errors import InvalidArgument, ModelhubError, ModelNotFound
 
@@ -23,6 +25,7 @@ from .manager import ModelManager, ServedVersion
 from .predict import arrays_from_json, run, signature_spec
 from .tensors import to_json
 
+log = logging.getLogger(__name__)
 v1 = Blueprint("tfserving", __name__, url_prefix="/v1")
 
 #: NAME[/versions/N | /labels/L][:verb | /metadata]
@@ -53,6 +56,17 @@ def _modelhub_error(e: ModelhubError) -> Response:
 @v1.errorhandler(HTTPException)
 def _http_error(e: HTTPException) -> Response:
     return _json({"error": e.description or e.name}, e.code or 500)
+
+
+@v1.errorhandler(Exception)
+def _unexpected_error(e: Exception) -> Response:
+    log.exception("unexpected error on %s %s", request.method, request.path)
+    return _json({"error": "internal error; the server log has the details"}, 500)
+
+
+@v1.before_request
+def _authorize() -> None:
+    require_read_access()
 
 
 def _parse(target: str) -> dict:

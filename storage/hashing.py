@@ -72,14 +72,21 @@ class TrailingHasher:
             self._done = True
             self._ready.notify()
         self._thread.join()
-        os.close(self._fd)
         if self._error:
             raise self._error
         return self._digest.hexdigest(), self._hashed
 
     def abort(self) -> None:
+        """Stop without hashing what is left (the writer failed)."""
         with self._ready:
             self._done, self._written = True, self._hashed
             self._ready.notify()
         self._thread.join()
-        os.close(self._fd)
+
+    def close(self) -> None:
+        """Stop the thread if it still runs, and release the file. Safe to call twice."""
+        if self._thread.is_alive():
+            self.abort()
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1

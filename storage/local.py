@@ -158,25 +158,18 @@ class LocalStore(ObjectStore):
 
             try:
                 self._copy_into_temp(temp, path, advance)
-            except BaseException:
-                hasher.abort()
-                with contextlib.suppress(OSError):
-                    temp.unlink()
-                raise
-            digest, size = hasher.finish()
-            try:
+                digest, size = hasher.finish()
                 if fingerprint(path) != before:
                     raise IntegrityError(f"{path} changed while it was being stored")
-                key = key_for(digest)
-                target = self._path(key)
-                if target.exists():
-                    os.utime(target)  # already stored: protect it from gc, keep one copy
-                    return digest, size
+                target = self._path(key_for(digest))
                 target.parent.mkdir(parents=True, exist_ok=True)
+                # Even when the blob exists: the rename refreshes its time (gc grace) and
+                # replaces a copy that may have rotted with bytes just verified.
                 os.replace(temp, target)
                 self._sync_dir(target.parent)
                 return digest, size
             finally:
+                hasher.close()
                 with contextlib.suppress(FileNotFoundError):
                     temp.unlink()
 
@@ -282,10 +275,23 @@ class LocalStore(ObjectStore):
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         check_prefix(prefix)
+        with _translated(prefix or "/"):
+            found = self._walk(prefix)
+        for key, st in found:
+            yield _info(key, st)
+
+    def _walk(self, prefix: str) -> list[tuple[str, os.stat_result]]:
         base = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
         top = self.root / base if base else self.root
         found: list[tuple[str, os.stat_result]] = []
-        for dirpath, dirnames, filenames in os.walk(top):
+
+        def walk_error(error: OSError) -> None:
+            # A folder that vanished is just empty; one that cannot be read must not list as
+            # empty (gc would take "no manifests" for an answer).
+            if not isinstance(error, FileNotFoundError):
+                raise error
+
+        for dirpath, dirnames, filenames in os.walk(top, onerror=walk_error):
             dirnames[:] = [d for d in dirnames if not d.startswith(".")]
             rel = os.path.relpath(dirpath, self.root)
             for name in filenames:
@@ -299,8 +305,7 @@ class LocalStore(ObjectStore):
                 except FileNotFoundError:
                     continue  # deleted while we walked
         found.sort(key=lambda item: item[0])
-        for key, st in found:
-            yield _info(key, st)
+        return found
 
     # --- maintenance --------------------------------------------------------------------------
 

@@ -291,3 +291,71 @@ def test_openapi_describes_every_hub_route(hub_server):
             assert (path, method.lower()) in documented, (path, method)
             checked.add((path, method.lower()))
     assert len(checked) == 12  # every hub route was looked at
+
+
+def test_a_corrupted_file_is_never_served_whole(hub_server, examples, unique_name, tmp_path):
+    import shutil
+
+    from hub.registry import blob_key
+
+    # A file only this model has: blobs are shared by content, and the hub is shared by tests.
+    folder = tmp_path / "model"
+    shutil.copytree(examples["half_plus_two"], folder)
+    (folder / "assets").mkdir(exist_ok=True)
+    (folder / "assets" / "vocab.txt").write_bytes(unique_name.encode() * 5000)
+    assert publish(hub_server, unique_name, tar_gz_of(folder)).status_code == 201
+    registry = Registry.open(hub_server.store)
+    entry = registry.file_entry(registry.get(f"{unique_name}/1"), "assets/vocab.txt")
+    data = bytearray(registry.store.get_bytes(blob_key(entry["sha256"])))
+    data[-1] ^= 0xFF  # same size, last byte flipped
+    registry.store.put_bytes(blob_key(entry["sha256"]), bytes(data))
+    url = f"{hub_server.url}/api/v1/models/{unique_name}/versions/1/files/assets/vocab.txt"
+    try:
+        response = requests.get(url)
+    except requests.exceptions.ChunkedEncodingError:
+        return  # the body stopped short of its Content-Length
+    # or, when the file is a single chunk, nothing of it was sent: an error status instead
+    assert response.status_code >= 500 and response.content != bytes(data)
+
+
+@pytest.fixture(scope="module")
+def private_hub(tmp_path_factory):
+    from tests.conftest import running_hub
+
+    root = tmp_path_factory.mktemp("private-hub")
+    with running_hub(str(root / "store"), root / "server.log",
+                     env={"MODELHUB_ANONYMOUS_READ": "False"}) as server:
+        yield server
+
+
+def test_with_anonymous_reads_off_every_read_needs_a_token(private_hub, examples):
+    assert publish(private_hub, "hpt", tar_gz_of(examples["half_plus_two"])).status_code == 201
+    for path in ("/api/v1/models", "/api/v1/models/hpt", "/api/v1/models/hpt/versions/1",
+                 "/api/v1/models/hpt/versions/1/files/saved_model.pb", "/models/hpt/1"):
+        assert_error(requests.get(private_hub.url + path), 401, "unauthorized")
+        allowed = requests.get(private_hub.url + path, headers=auth(private_hub, "read"))
+        assert allowed.status_code == 200, path
+        if "/files/" in path:
+            assert "public" not in allowed.headers["Cache-Control"]
+
+
+def test_alias_urls_are_not_cached_as_immutable(hub_server, published):
+    base = f"{hub_server.url}/api/v1/models/{published}/versions"
+    by_number = requests.get(f"{base}/1/files/saved_model.pb")
+    assert "immutable" in by_number.headers["Cache-Control"]
+    by_alias = requests.get(f"{base}/prod/files/saved_model.pb")
+    assert "immutable" not in by_alias.headers["Cache-Control"]
+
+
+def test_conditional_and_range_edge_cases(hub_server, published, examples):
+    url = f"{hub_server.url}/api/v1/models/{published}/versions/1/files/saved_model.pb"
+    data = (examples["half_plus_two"] / "saved_model.pb").read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    assert requests.get(url, headers={"If-None-Match": f'W/"{digest}"'}).status_code == 304
+    multi = requests.get(url, headers={"Range": "bytes=0-1,5-6"})
+    assert multi.status_code == 200 and multi.content == data  # multi-range: whole file
+    weak = requests.get(url, headers={"Range": "bytes=0-3", "If-Range": f'W/"{digest}"'})
+    assert weak.status_code == 200  # If-Range needs a strong match
+    not_allowed = requests.patch(f"{hub_server.url}/api/v1/models")
+    assert "GET" in not_allowed.headers["Allow"]
+    assert requests.get(f"{hub_server.url}/api/v1/models", params={"_": "123"}).status_code == 200

@@ -130,6 +130,7 @@ class CuttingProxy:
     def __init__(self, upstream_port: int, target: str, cut_after: int):
         self.upstream_port, self.target, self.cut_after = upstream_port, target.encode(), cut_after
         self.requests: list[bytes] = []
+        self.statuses: list[bytes] = []
         self.cut = False
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
@@ -162,6 +163,8 @@ class CuttingProxy:
         sent = 0
         try:
             while data := upstream.recv(65536):
+                if data.startswith(b"HTTP/1.1 "):
+                    self.statuses.append(data[9:12])
                 if cutting.is_set():
                     data = data[:max(0, self.cut_after - sent)]
                     sent += len(data)
@@ -197,6 +200,7 @@ def test_a_download_cut_mid_file_resumes_and_ends_byte_identical(hub_server, uni
         proxy.close()
     assert proxy.cut
     assert any(b"Range: bytes=" in r and b"variables.data" in r for r in proxy.requests)
+    assert b"206" in proxy.statuses  # the rest came as a range, not from the start
     weights = "variables/variables.data-00000-of-00001"
     assert (tmp_path / "out" / weights).read_bytes() == (source / weights).read_bytes()
 

@@ -243,3 +243,74 @@ def test_a_file_written_to_during_publish_fails_it_and_leaves_no_version(registr
     weights.unlink()
     shutil.copy(examples["half_plus_two"] / weights.relative_to(folder), weights)
     assert registry.publish(folder, "hpt")["version"] == 1
+
+
+class StoreProxy:
+    """Passes everything to a real store; tests override single methods to inject a fault."""
+
+    def __init__(self, store):
+        self._store = store
+
+    def __getattr__(self, name):
+        return getattr(self._store, name)
+
+
+def test_a_lost_response_to_the_manifest_write_does_not_publish_twice(store, examples):
+    class LostResponse(StoreProxy):
+        def put_if_absent(self, key, data):
+            self._store.put_if_absent(key, data)  # the write lands...
+            if key.endswith("/versions/1.json"):
+                from schemas.errors import ObjectExists
+                raise ObjectExists("retried after a lost response: 412")  # ...the answer does not
+
+    registry = Registry(LostResponse(store))
+    assert registry.publish(examples["half_plus_two"], "hpt")["version"] == 1
+    assert registry.versions("hpt") == [1]
+
+
+def test_gc_keeps_a_blob_that_a_publish_reused_after_gc_listed_it(registry, examples):
+    registry.publish(examples["half_plus_two"], "hpt")
+    registry.publish(examples["multi_io"], "hpt")
+    registry.delete_version("hpt", 2)
+    orphans = set(blob_keys(registry)) - {blob_key(f["sha256"]) for f in registry.get("hpt/1")["files"]}
+    assert orphans
+    real_store = registry.store
+
+    class ReusedMeanwhile(StoreProxy):
+        def list(self, prefix=""):
+            listed = list(self._store.list(prefix))
+            if prefix.startswith("blobs/"):
+                import time
+                time.sleep(1.1)  # S3 times have one-second resolution
+                for key in orphans:  # a publisher reuses them right after gc listed them
+                    self._store.touch(key)
+            return iter(listed)
+
+    from datetime import timedelta
+    racing = Registry(ReusedMeanwhile(real_store))
+    assert racing.gc(timedelta(seconds=1))["removed_blobs"] == 0
+    assert orphans <= set(blob_keys(registry))
+
+
+def test_gc_stops_when_the_store_cannot_be_listed(tmp_path, examples, monkeypatch):
+    from datetime import timedelta
+
+    from schemas.errors import StoreError
+    from storage.local import LocalStore
+    import storage.local
+
+    registry = Registry(LocalStore(tmp_path / "store"))
+    registry.publish(examples["half_plus_two"], "hpt")
+    real_walk = storage.local.os.walk
+
+    def unreadable_models(top, onerror=None, **kwargs):
+        if str(top).endswith("models"):
+            onerror(PermissionError(13, "Permission denied", str(top)))
+            return iter(())
+        return real_walk(top, onerror=onerror, **kwargs)
+
+    monkeypatch.setattr(storage.local.os, "walk", unreadable_models)
+    with pytest.raises(StoreError, match="Permission denied"):
+        registry.gc(timedelta(0))
+    monkeypatch.undo()
+    assert registry.pull("hpt/1", tmp_path / "out")  # nothing was deleted
