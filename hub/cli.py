@@ -331,8 +331,12 @@ def _default_workers(role: str) -> int:
 @click.option("--models", default=None, metavar="NAME,...", help="Models to serve.")
 @click.option("--all", "all_models", is_flag=True, help="Serve every model in the registry "
               "(the default when --models is not given).")
+@click.option("--model-config", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Serving config (JSON): per-model version policy and device.")
 @click.option("--device", default="auto", show_default=True,
               help="auto, cpu, gpu, gpu:N or tpu.")
+@click.option("--memory-budget-mb", default=0, show_default=True, type=float,
+              help="Unload least-recently-used versions above this much (0: no limit).")
 @click.option("--poll-seconds", default=30.0, show_default=True, type=float,
               help="How often serving looks for new versions and alias moves (0: never).")
 @click.option("--workers", default=None, type=int,
@@ -344,17 +348,19 @@ def _default_workers(role: str) -> int:
               help="Seconds in-flight requests get to finish on shutdown.")
 @click.pass_context
 def serve(ctx, host: str, port: int, role: str, models: str | None, all_models: bool,
-          device: str, poll_seconds: float, workers: int | None, threads: int, timeout: int,
+          model_config: str | None, device: str, memory_budget_mb: float, poll_seconds: float, workers: int | None, threads: int, timeout: int,
           graceful_timeout: int) -> None:
     """Run the hub API and/or the prediction APIs on the store under gunicorn."""
-    if models and all_models:
-        raise InvalidArgument("give --models or --all, not both")
+    if sum(map(bool, (models, all_models, model_config))) > 1:
+        raise InvalidArgument("give one of --models, --all and --model-config")
     obj = ctx.find_root().obj
     from .registry import Registry
 
     Registry.open(obj["store"])  # a bad store fails here, with a one-line message
     os.environ.update({"MODELHUB_STORE": obj["store"], "MODELHUB_ROLE": role,
                        "MODELHUB_MODELS": models or "", "MODELHUB_DEVICE": device,
+                       "MODELHUB_MODEL_CONFIG": os.path.abspath(model_config) if model_config else "",
+                       "MODELHUB_MEMORY_BUDGET_MB": str(memory_budget_mb),
                        "MODELHUB_POLL_SECONDS": str(poll_seconds)})
     argv = [sys.executable, "-m", "gunicorn",
             "--bind", f"{host}:{port}",

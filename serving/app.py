@@ -9,6 +9,7 @@ health endpoints, so Kubernetes can run the two apart.
 """
 from __future__ import annotations
 
+import json
 import os
 
 from flask import Flask
@@ -16,6 +17,7 @@ from flask import Flask
 from hub import api as hub_api
 from hub.registry import DEFAULT_STORE
 from schemas.errors import InvalidArgument
+from schemas.serving import load_serving_config
 
 from . import health, metrics
 from .inference import v2
@@ -28,6 +30,8 @@ DEFAULTS = {
     "STORE": DEFAULT_STORE,
     "ROLE": "all",
     "MODELS": "",                             # comma-separated names; empty: every model
+    "MODEL_CONFIG": "",                       # a serving config file (JSON); overrides MODELS
+    "MEMORY_BUDGET_MB": 0,                    # evict least-recently-used versions above it
     "DEVICE": "auto",                         # auto, cpu, gpu, gpu:N, tpu
     "POLL_SECONDS": 30,                       # how often serving looks for new versions/aliases
     "SERVING_CACHE": os.path.join("~", ".cache", "modelhub", "serving"),
@@ -38,17 +42,27 @@ DEFAULTS = {
 }
 
 
-def _model_configs(models: str) -> list[ModelConfig] | None:
-    names = [n.strip() for n in str(models).split(",") if n.strip()]
+def _model_configs(app: Flask) -> list[ModelConfig] | None:
+    """From the serving config file if there is one, else from the list of names; None: all."""
+    path = app.config["MODEL_CONFIG"]
+    if path:
+        try:
+            with open(os.path.expanduser(path), "rb") as f:
+                data = json.load(f)
+        except (OSError, ValueError) as e:
+            raise InvalidArgument(f"cannot read the serving config {path}: {e}") from e
+        return [ModelConfig(**entry) for entry in load_serving_config(data, path)]
+    names = [n.strip() for n in str(app.config["MODELS"]).split(",") if n.strip()]
     return [ModelConfig(n) for n in names] if names else None
 
 
 def init_serving(app: Flask) -> None:
     """Start the model manager: it loads in the background; /readyz says when it is done."""
     manager = ModelManager(
-        app.extensions["modelhub.registry"], _model_configs(app.config["MODELS"]),
+        app.extensions["modelhub.registry"], _model_configs(app),
         os.path.expanduser(app.config["SERVING_CACHE"]), device=app.config["DEVICE"],
-        poll_seconds=float(app.config["POLL_SECONDS"]))
+        poll_seconds=float(app.config["POLL_SECONDS"]),
+        memory_budget=int(float(app.config["MEMORY_BUDGET_MB"]) * 1024 * 1024))
     app.extensions["modelhub.manager"] = manager
     app.register_blueprint(v1)
     app.register_blueprint(v2)

@@ -80,6 +80,7 @@ class ServedVersion:
     last_used: float = 0.0
     attempts: int = 0
     failed_at: float = 0.0
+    evicted: bool = False  # unloaded for the memory budget; loads again on the next request
 
     def retry_due(self, now: float) -> bool:
         """A failed load is tried again, backing off: 30 s, 60 s, ... up to MAX_LOAD_ATTEMPTS."""
@@ -113,13 +114,17 @@ def _warmup_inputs(spec_inputs: dict) -> dict:
 
 class ModelManager:
     def __init__(self, registry: Registry, models: list[ModelConfig] | None, cache_dir: str | Path,
-                 *, device: str = "auto", poll_seconds: float = 30.0):
-        """`models=None` serves every model in the registry (each with the default policy)."""
+                 *, device: str = "auto", poll_seconds: float = 30.0, memory_budget: int = 0):
+        """`models=None` serves every model in the registry (each with the default policy).
+        `memory_budget` (bytes, 0 = none) caps the summed size of loaded versions; above it the
+        least recently used are unloaded and load again when a request asks for them."""
         self.registry = registry
         self.configs = {c.name: c for c in models} if models is not None else None
         self.cache_dir = Path(cache_dir)
         self.device = check_device(device)
         self.poll_seconds = poll_seconds
+        self.memory_budget = memory_budget
+        self._load_locks: dict[tuple[str, int], threading.Lock] = {}
         self._versions: dict[str, dict[int, ServedVersion]] = {}
         self._labels: dict[str, dict[str, int]] = {}
         self._lock = threading.RLock()
@@ -139,10 +144,8 @@ class ModelManager:
     def _run(self) -> None:
         try:
             self.sync()
-        except Exception:
+        except Exception:  # e.g. the store is unreachable: keep trying on the next round
             log.exception("initial model sync failed")
-        finally:
-            self._synced.set()
         if self.poll_seconds > 0:
             self._watch()
 
@@ -179,6 +182,7 @@ class ModelManager:
                     self._sync_model(name)
                 except ModelhubError as e:
                     log.error("cannot sync %s: %s", name, e)
+        self._synced.set()
 
     def _sync_model(self, name: str) -> None:
         published = self.registry.versions(name)
@@ -189,7 +193,8 @@ class ModelManager:
             current = self._versions.setdefault(name, {})
             now = time.monotonic()
             new = sorted(v for v in wanted if v not in current
-                         or (current[v].state == END and not current[v].error)  # unloaded before
+                         or (current[v].state == END and not current[v].error
+                             and not current[v].evicted)  # unloaded before, wanted again
                          or current[v].retry_due(now))
         for version in new:
             previous = current.get(version)
@@ -235,22 +240,54 @@ class ModelManager:
                     with load_scope(served.device):
                         served.model.signatures[sig_name](**_warmup_inputs(sig["inputs"]))
             served.warmup_seconds = time.perf_counter() - warm
+            served.last_used = time.monotonic()
             served.state = AVAILABLE
             log.info("%s/%d AVAILABLE on %s (load %.2fs, warmup %.2fs)", name, version,
                      served.device, served.load_seconds, served.warmup_seconds)
+            self._enforce_budget(keep=served)
         except Exception as e:  # the error is the version's state; other models carry on
             served.state, served.error, served.model = END, f"{type(e).__name__}: {e}", None
             served.failed_at = time.monotonic()
             log.error("%s/%d failed to load: %s", name, version, served.error)
 
-    def _unload(self, served: ServedVersion) -> None:
+    def _unload(self, served: ServedVersion, evicted: bool = False) -> None:
         served.state = UNLOADING
         with self._lock:
             # The table gets a new END record; `served` keeps its model for requests that are
             # still running on it, and TensorFlow frees it when the last of them lets go.
             self._versions[served.name][served.version] = dataclasses.replace(
-                served, state=END, model=None)
-        log.info("%s/%d unloaded", served.name, served.version)
+                served, state=END, model=None, evicted=evicted)
+        log.info("%s/%d unloaded%s", served.name, served.version,
+                 " (memory budget)" if evicted else "")
+
+    def _enforce_budget(self, keep: ServedVersion) -> None:
+        """Unload least-recently-used versions until the loaded ones fit the budget. A version's
+        size is its files' size: for SavedModels, weights dominate both."""
+        if not self.memory_budget:
+            return
+        while True:
+            with self._lock:
+                loaded = [sv for vs in self._versions.values() for sv in vs.values()
+                          if sv.state == AVAILABLE]
+            if sum(sv.manifest["total_size"] for sv in loaded) <= self.memory_budget:
+                return
+            candidates = sorted((sv for sv in loaded if sv is not keep), key=lambda sv: sv.last_used)
+            if not candidates:
+                log.warning("%s/%d alone exceeds the memory budget", keep.name, keep.version)
+                return
+            self._unload(candidates[0], evicted=True)
+
+    def _load_on_demand(self, name: str, version: int) -> ServedVersion:
+        """Load a version the budget evicted, once, while concurrent requests for it wait."""
+        with self._lock:
+            lock = self._load_locks.setdefault((name, version), threading.Lock())
+        with lock:
+            with self._lock:
+                served = self._versions[name][version]
+            if served.state == END and served.evicted:
+                self._load(name, version)
+            with self._lock:
+                return self._versions[name][version]
 
     # --- lookups ------------------------------------------------------------------------------
 
@@ -274,11 +311,14 @@ class ModelManager:
             version = target
         if version is None:
             available = [v for v, sv in versions.items() if sv.state == AVAILABLE]
-            if not available:
+            evicted = [v for v, sv in versions.items() if sv.state == END and sv.evicted]
+            if not available and not evicted:
                 raise NotAvailable(f"Servable not found for request: Latest({name}): no version "
                                    "is available")
-            version = max(available)
+            version = max(available or evicted)
         served = versions.get(version)
+        if served is not None and served.state == END and served.evicted:
+            served = self._load_on_demand(name, version)
         if served is None or (served.state == END and not served.error):
             raise VersionNotFound(f"Servable not found for request: Specific({name}, {version})")
         if served.state != AVAILABLE:
