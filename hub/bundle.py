@@ -1,14 +1,17 @@
 """The files of a SavedModel folder on disk, and checking bytes against recorded digests."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import shutil
 import stat
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from schemas.errors import IntegrityError, InvalidModel
+from schemas.errors import IntegrityError, InvalidArgument, InvalidModel
 
 
 
@@ -39,6 +42,26 @@ def scan_folder(root: Path) -> list[LocalFile]:
             found.append(LocalFile(rel, full, st.st_size))
     found.sort(key=lambda f: f.path)
     return found
+
+
+@contextlib.contextmanager
+def staged_folder(dest: str | Path) -> Iterator[Path]:
+    """An empty folder beside `dest` to fill; it becomes `dest` only if the block finishes, so
+    nothing half-written ever appears at `dest`. `dest` must not exist or be an empty folder."""
+    dest = Path(dest).absolute()
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        raise InvalidArgument(f"destination {dest} already exists and is not empty")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staging = dest.parent / f".{dest.name}.partial-{uuid.uuid4().hex[:12]}"
+    staging.mkdir()
+    try:
+        yield staging
+        if dest.exists():
+            dest.rmdir()
+        staging.rename(dest)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
 
 
 def _check(label: str, sha256: str, size: int, actual_sha256: str, actual_size: int) -> None:

@@ -13,7 +13,6 @@ import hashlib
 import json
 import os
 import shutil
-import uuid
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 from urllib.parse import quote
@@ -36,7 +35,7 @@ from schemas.errors import (
 from schemas.manifest import load_manifest
 
 from .archive import saved_model_root, tar_gz_chunks
-from .bundle import scan_folder
+from .bundle import scan_folder, staged_folder
 from .cache import ModelCache
 from .refs import Reference, check_name, parse_reference
 from .transfer import parallel_map
@@ -224,20 +223,9 @@ class HubClient:
              on_progress: Progress | None = None) -> dict:
         """Copy a version out of the cache (fetching it first) into folder `dest`."""
         manifest, snapshot = self.fetch(ref, on_progress)
-        dest = Path(dest).absolute()
-        if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
-            raise InvalidArgument(f"destination {dest} already exists and is not empty")
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        staging = dest.parent / f".{dest.name}.partial-{uuid.uuid4().hex[:12]}"
-        try:
+        with staged_folder(dest) as staging:
             # Copies, not links: editing the pulled files must not change the cache.
-            shutil.copytree(snapshot, staging, copy_function=shutil.copyfile)
-            if dest.exists():
-                dest.rmdir()
-            staging.rename(dest)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
+            shutil.copytree(snapshot, staging, copy_function=shutil.copyfile, dirs_exist_ok=True)
         return manifest
 
     # --- writing ------------------------------------------------------------------------------

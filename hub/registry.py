@@ -17,7 +17,6 @@ import contextlib
 import json
 import os
 import random
-import shutil
 import tempfile
 import time
 import uuid
@@ -47,7 +46,7 @@ from storage import ObjectStore, open_store
 from .archive import safe_extract, saved_model_root, tar_gz_chunks
 from storage.hashing import TrailingHasher
 
-from .bundle import check_digest, scan_folder, verified_chunks
+from .bundle import check_digest, scan_folder, staged_folder, verified_chunks
 from .refs import Reference, check_alias, check_name, check_version, parse_reference
 from .signatures import read_saved_model_info
 from .transfer import parallel_map
@@ -408,13 +407,7 @@ class Registry:
              on_progress: Progress | None = None) -> dict:
         """Download a version into folder `dest`, verifying every file before `dest` appears."""
         manifest = self.get(ref)
-        dest = Path(dest).absolute()
-        if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
-            raise InvalidArgument(f"destination {dest} already exists and is not empty")
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        staging = dest.parent / f".{dest.name}.partial-{uuid.uuid4().hex[:12]}"
-        staging.mkdir()
-        try:
+        with staged_folder(dest) as staging:
             def fetch(entry: dict) -> None:
                 target = staging / entry["path"]
                 target.parent.mkdir(parents=True, exist_ok=True)
@@ -436,12 +429,6 @@ class Registry:
                     hasher.close()
 
             parallel_map(fetch, manifest["files"])
-            if dest.exists():
-                dest.rmdir()
-            staging.rename(dest)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
         return manifest
 
     def archive(self, ref: str | Reference) -> tuple[dict, Iterator[bytes]]:

@@ -12,57 +12,25 @@ The signature used is `serving_default`, or the request's `parameters.signature_
 """
 from __future__ import annotations
 
-import logging
 from importlib.metadata import PackageNotFoundError, version as package_version
 
 import numpy as np
 import orjson
-from flask import Blueprint, Response, current_app, request
-from werkzeug.exceptions import HTTPException
+from flask import Blueprint, Response, request
 
-from hub.api import require_read_access
 from hub.refs import check_version
-from schemas.errors import InvalidArgument, ModelhubError, TensorError
+from schemas.errors import InvalidArgument, TensorError
 
 from . import metrics
-from .manager import AVAILABLE, ModelManager
+from .http import get_manager, json_response, prediction_api
+from .manager import AVAILABLE
 from .predict import check_arrays, run, signature_spec
 from .tensors import TF_TO_V2, V2_TO_TF, decode_binary, encode_binary, to_array, to_json
 
-log = logging.getLogger(__name__)
-v2 = Blueprint("inference", __name__, url_prefix="/v2")
+v2 = prediction_api(Blueprint("inference", __name__, url_prefix="/v2"))
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 SIGNATURE = "serving_default"
-
-
-def get_manager() -> ModelManager:
-    return current_app.extensions["modelhub.manager"]
-
-
-def _json(body, status: int = 200) -> Response:
-    return Response(orjson.dumps(body), status=status, mimetype="application/json")
-
-
-@v2.errorhandler(ModelhubError)
-def _modelhub_error(e: ModelhubError) -> Response:
-    return _json({"error": str(e)}, e.status)
-
-
-@v2.errorhandler(HTTPException)
-def _http_error(e: HTTPException) -> Response:
-    return _json({"error": e.description or e.name}, e.code or 500)
-
-
-@v2.errorhandler(Exception)
-def _unexpected_error(e: Exception) -> Response:
-    log.exception("unexpected error on %s %s", request.method, request.path)
-    return _json({"error": "internal error; the server log has the details"}, 500)
-
-
-@v2.before_request
-def _authorize() -> None:
-    require_read_access()
 
 
 def _version(text: str | None) -> int | None:
@@ -75,19 +43,19 @@ def server_metadata():
         server_version = package_version("modelhub")
     except PackageNotFoundError:
         server_version = "0"
-    return _json({"name": "modelhub", "version": server_version,
+    return json_response({"name": "modelhub", "version": server_version,
                   "extensions": ["binary_tensor_data"]})
 
 
 @v2.get("/health/live")
 def live():
-    return _json({"live": True})
+    return json_response({"live": True})
 
 
 @v2.get("/health/ready")
 def ready():
     is_ready = get_manager().ready()
-    return _json({"ready": is_ready}, 200 if is_ready else 503)
+    return json_response({"ready": is_ready}, 200 if is_ready else 503)
 
 
 def _tensor_metadata(specs: dict) -> list[dict]:
@@ -103,7 +71,7 @@ def model_metadata(name: str, version: str | None = None):
     served = manager.get(name, _version(version))
     spec = served.manifest["signatures"].get(SIGNATURE, {"inputs": {}, "outputs": {}})
     versions = [str(s.version) for s in manager.statuses(name) if s.state == AVAILABLE]
-    return _json({"name": name, "versions": versions, "platform": "tensorflow_savedmodel",
+    return json_response({"name": name, "versions": versions, "platform": "tensorflow_savedmodel",
                   "inputs": _tensor_metadata(spec["inputs"]),
                   "outputs": _tensor_metadata(spec["outputs"]),
                   "parameters": {"device": served.device, "runtime": "tensorflow"}})
@@ -113,7 +81,7 @@ def model_metadata(name: str, version: str | None = None):
 @v2.get("/models/<name>/versions/<version>/ready")
 def model_ready(name: str, version: str | None = None):
     get_manager().get(name, _version(version))  # raises unless AVAILABLE
-    return _json({"name": name, "ready": True})
+    return json_response({"name": name, "ready": True})
 
 
 def _request_parts() -> tuple[dict, memoryview]:

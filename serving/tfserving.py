@@ -9,24 +9,21 @@ Errors are `{"error": "<message>"}` with TF Serving's status codes.
 """
 from __future__ import annotations
 
-import logging
 import re
 
 import orjson
-from flask import Blueprint, Response, current_app, request
-from werkzeug.exceptions import HTTPException
+from flask import Blueprint, request
 
-from hub.api import require_read_access
 from hub.refs import check_version
-from schemas.errors import InvalidArgument, ModelhubError, ModelNotFound
+from schemas.errors import InvalidArgument, ModelNotFound
 
 from . import metrics
-from .manager import ModelManager, ServedVersion
+from .http import get_manager, json_response, prediction_api
+from .manager import ServedVersion
 from .predict import arrays_from_json, run, signature_spec
 from .tensors import to_json
 
-log = logging.getLogger(__name__)
-v1 = Blueprint("tfserving", __name__, url_prefix="/v1")
+v1 = prediction_api(Blueprint("tfserving", __name__, url_prefix="/v1"))
 
 #: NAME[/versions/N | /labels/L][:verb | /metadata]
 _TARGET = re.compile(r"^(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+)|/labels/(?P<label>[^/:]+))?"
@@ -37,36 +34,6 @@ _DTYPES = {"float16": "DT_HALF", "float32": "DT_FLOAT", "float64": "DT_DOUBLE",
            "uint64": "DT_UINT64", "bool": "DT_BOOL", "string": "DT_STRING",
            "bfloat16": "DT_BFLOAT16", "complex64": "DT_COMPLEX64", "complex128": "DT_COMPLEX128",
            "resource": "DT_RESOURCE", "variant": "DT_VARIANT", "invalid": "DT_INVALID"}
-
-
-def get_manager() -> ModelManager:
-    return current_app.extensions["modelhub.manager"]
-
-
-def _json(body, status: int = 200) -> Response:
-    return Response(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), status=status,
-                    mimetype="application/json")
-
-
-@v1.errorhandler(ModelhubError)
-def _modelhub_error(e: ModelhubError) -> Response:
-    return _json({"error": str(e)}, e.status)
-
-
-@v1.errorhandler(HTTPException)
-def _http_error(e: HTTPException) -> Response:
-    return _json({"error": e.description or e.name}, e.code or 500)
-
-
-@v1.errorhandler(Exception)
-def _unexpected_error(e: Exception) -> Response:
-    log.exception("unexpected error on %s %s", request.method, request.path)
-    return _json({"error": "internal error; the server log has the details"}, 500)
-
-
-@v1.before_request
-def _authorize() -> None:
-    require_read_access()
 
 
 def _parse(target: str) -> dict:
@@ -106,7 +73,7 @@ def _metadata(served: ServedVersion) -> dict:
 
 @v1.get("/models")
 def list_models():
-    return _json({"models": [{"name": name, "model_version_status": [_status(s) for s in served]}
+    return json_response({"models": [{"name": name, "model_version_status": [_status(s) for s in served]}
                              for name, served in get_manager().all_models().items()]})
 
 
@@ -117,9 +84,9 @@ def model_status(target: str):
     if parts["verb"]:
         raise InvalidArgument(f"use POST for :{parts['verb']}")
     if parts["metadata"]:
-        return _json(_metadata(manager.get(parts["name"], parts["version"], parts["label"])))
+        return json_response(_metadata(manager.get(parts["name"], parts["version"], parts["label"])))
     statuses = manager.statuses(parts["name"], parts["version"], parts["label"])
-    return _json({"model_version_status": [_status(s) for s in statuses]})
+    return json_response({"model_version_status": [_status(s) for s in statuses]})
 
 
 def _rows_to_columns(instances: list, input_names: list[str]) -> dict:
@@ -185,8 +152,8 @@ def predict(target: str):
                else _columns(body["inputs"], input_names))
     outputs = run(served, signature_name, arrays_from_json(columns, spec))
     if row_format:
-        return _json({"predictions": _columns_to_rows(outputs)})
+        return json_response({"predictions": _columns_to_rows(outputs)})
     if len(outputs) == 1:
         (name, array), = outputs.items()
-        return _json({"outputs": to_json(array, name)})
-    return _json({"outputs": {name: to_json(array, name) for name, array in outputs.items()}})
+        return json_response({"outputs": to_json(array, name)})
+    return json_response({"outputs": {name: to_json(array, name) for name, array in outputs.items()}})

@@ -1,0 +1,47 @@
+"""What the two prediction APIs share on the wire: JSON responses, `{"error": "..."}` bodies,
+and the read-token check."""
+from __future__ import annotations
+
+import logging
+
+import orjson
+from flask import Blueprint, Response, current_app, request
+from werkzeug.exceptions import HTTPException
+
+from hub.api import require_read_access
+from schemas.errors import ModelhubError
+
+from .manager import ModelManager
+
+log = logging.getLogger(__name__)
+
+
+def json_response(body, status: int = 200) -> Response:
+    # numpy values may reach a body (shapes, scalars): orjson writes them natively
+    return Response(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), status=status,
+                    mimetype="application/json")
+
+
+def get_manager() -> ModelManager:
+    return current_app.extensions["modelhub.manager"]
+
+
+def prediction_api(blueprint: Blueprint) -> Blueprint:
+    """Give a blueprint TF Serving's error shape (for every error, 500s included) and the hub's
+    read-access rule."""
+
+    @blueprint.errorhandler(ModelhubError)
+    def _modelhub_error(e: ModelhubError) -> Response:
+        return json_response({"error": str(e)}, e.status)
+
+    @blueprint.errorhandler(HTTPException)
+    def _http_error(e: HTTPException) -> Response:
+        return json_response({"error": e.description or e.name}, e.code or 500)
+
+    @blueprint.errorhandler(Exception)
+    def _unexpected_error(e: Exception) -> Response:
+        log.exception("unexpected error on %s %s", request.method, request.path)
+        return json_response({"error": "internal error; the server log has the details"}, 500)
+
+    blueprint.before_request(require_read_access)
+    return blueprint
