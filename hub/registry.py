@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import random
 import tempfile
@@ -31,6 +32,7 @@ from schemas.errors import (
     FileNotInVersion,
     IntegrityError,
     InvalidArgument,
+    InvalidManifest,
     InvalidModel,
     ModelNotFound,
     ObjectExists,
@@ -50,6 +52,8 @@ from .bundle import check_digest, scan_folder, staged_folder, verified_chunks
 from .refs import Reference, check_alias, check_name, check_version, parse_reference
 from .signatures import read_saved_model_info
 from .transfer import parallel_map
+
+log = logging.getLogger(__name__)
 
 #: Where the registry lives when neither --store nor MODELHUB_STORE says.
 DEFAULT_STORE = os.path.join("~", ".modelhub", "store")
@@ -195,7 +199,12 @@ class Registry:
             versions, _, alias_names = self._model_keys(name)
             if not versions:
                 return None
-            latest = self.manifest(name, versions[-1])
+            try:
+                latest = self.manifest(name, versions[-1])
+            except (VersionNotFound, InvalidManifest, IntegrityError) as e:
+                # Deleted since the listing, or damaged: one model must not break the list.
+                log.warning("leaving %s out of the model list: %s", name, e)
+                return None
             return {
                 "name": name,
                 "latest": versions[-1],
@@ -319,12 +328,20 @@ class Registry:
                       "updated": datetime.now(timezone.utc).isoformat(),
                       "write_id": uuid.uuid4().hex}
             try:
-                self.store.put_if_match(key, _json_bytes(record), etag)
+                written = self.store.put_if_match(key, _json_bytes(record), etag)
             except PreconditionFailed:
                 with contextlib.suppress(ObjectNotFound, ValueError, KeyError):
                     if self.store.get_json(key).get("write_id") == record["write_id"]:
                         return record  # our write landed; its answer was lost and retried
                 continue  # moved by someone else between our read and write: read again
+            if self.store.exists(tombstone_key(name, version)):
+                # The version was being deleted while we pointed at it: put the alias back.
+                with contextlib.suppress(PreconditionFailed):
+                    if current is None:
+                        self.store.delete(key)
+                    else:
+                        self.store.put_if_match(key, _json_bytes(current), written.etag)
+                raise VersionNotFound(f"{name}/{version} was deleted")
             return record
         raise ConcurrentModification(f"alias {name}@{alias} keeps changing; try again")
 
@@ -341,14 +358,24 @@ class Registry:
     def delete_version(self, name: str, version: int) -> None:
         """Delete a version. Its number is never reused; its blobs go at the next `gc`."""
         self.manifest(name, version)
+        self._check_unaliased(name, version)
+        # Tombstone first, aliases checked again after: an alias set meanwhile either sees the
+        # tombstone (and backs out, see set_alias) or is seen here (and this delete backs out).
+        record = {"deleted": datetime.now(timezone.utc).isoformat()}
+        with contextlib.suppress(ObjectExists):
+            self.store.put_if_absent(tombstone_key(name, version), _json_bytes(record))
+        try:
+            self._check_unaliased(name, version)
+        except VersionInUse:
+            self.store.delete(tombstone_key(name, version))  # the manifest still holds n
+            raise
+        self.store.delete(manifest_key(name, version))
+
+    def _check_unaliased(self, name: str, version: int) -> None:
         holders = sorted(a for a, v in self.aliases(name).items() if v == version)
         if holders:
             raise VersionInUse(f"{name}/{version} is the target of alias(es) "
                                f"{', '.join(holders)}; move or remove them first")
-        record = {"deleted": datetime.now(timezone.utc).isoformat()}
-        with contextlib.suppress(ObjectExists):
-            self.store.put_if_absent(tombstone_key(name, version), _json_bytes(record))
-        self.store.delete(manifest_key(name, version))
 
     def gc(self, grace: timedelta = timedelta(hours=24)) -> dict:
         """Remove blobs no manifest references, last touched more than `grace` ago, and

@@ -314,3 +314,38 @@ def test_gc_stops_when_the_store_cannot_be_listed(tmp_path, examples, monkeypatc
         registry.gc(timedelta(0))
     monkeypatch.undo()
     assert registry.pull("hpt/1", tmp_path / "out")  # nothing was deleted
+
+
+def test_an_alias_set_while_its_version_is_deleted_is_undone(store, examples):
+    from hub.registry import tombstone_key
+
+    class DeleteMeanwhile(StoreProxy):
+        def put_if_match(self, key, data, etag):
+            if key.endswith("aliases/prod.json"):  # a delete passes its alias check right now
+                self._store.put_if_absent(tombstone_key("hpt", 1), b"{}")
+                self._store.delete("models/hpt/versions/1.json")
+            return self._store.put_if_match(key, data, etag)
+
+    Registry(store).publish(examples["half_plus_two"], "hpt")
+    racing = Registry(DeleteMeanwhile(store))
+    with pytest.raises(VersionNotFound):
+        racing.set_alias("hpt", "prod", 1)
+    assert Registry(store).aliases("hpt") == {}
+
+
+def test_a_delete_backs_out_when_an_alias_arrives_meanwhile(store, examples):
+    from hub.registry import alias_key
+
+    class AliasMeanwhile(StoreProxy):
+        def put_if_absent(self, key, data):
+            info = self._store.put_if_absent(key, data)
+            if "/deleted/" in key:  # someone points prod at the version right after our check
+                self._store.put_bytes(alias_key("hpt", "prod"), b'{"version": 1}')
+            return info
+
+    Registry(store).publish(examples["half_plus_two"], "hpt")
+    with pytest.raises(VersionInUse):
+        Registry(AliasMeanwhile(store)).delete_version("hpt", 1)
+    registry = Registry(store)
+    assert registry.versions("hpt") == [1] and registry.aliases("hpt") == {"prod": 1}
+    assert registry.publish(examples["half_plus_two"], "hpt")["version"] == 2
