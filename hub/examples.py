@@ -24,6 +24,8 @@ DESCRIPTIONS = {
 
 
 def build_half_plus_two(path: str | Path) -> Path:
+    """Like TF Serving's test model: `serving_default` on a float tensor, and `classify_x_to_y`
+    / `regress_x_to_y` on serialized tf.Example protos with a float feature `x`."""
     import tensorflow as tf
 
     class HalfPlusTwo(tf.Module):
@@ -36,9 +38,38 @@ def build_half_plus_two(path: str | Path) -> Path:
         def serve(self, x):
             return {"y": self.a * x + self.b}
 
+        def _from_examples(self, serialized):
+            features = tf.io.parse_example(serialized, {"x": tf.io.FixedLenFeature([], tf.float32)})
+            return self.a * features["x"] + self.b
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
+        def classify(self, serialized):
+            return {"scores": tf.expand_dims(self._from_examples(serialized), 1)}
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
+        def regress(self, serialized):
+            return {"outputs": self._from_examples(serialized)}
+
     module = HalfPlusTwo()
-    tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
+    tf.saved_model.save(module, str(path), signatures={
+        "serving_default": module.serve, "classify_x_to_y": module.classify,
+        "regress_x_to_y": module.regress})
+    _set_method_names(Path(path), {"classify_x_to_y": "tensorflow/serving/classify",
+                                   "regress_x_to_y": "tensorflow/serving/regress"})
     return Path(path)
+
+
+def _set_method_names(path: Path, methods: dict[str, str]) -> None:
+    """TensorFlow 2 saves every signature as a predict signature; TF Serving's :classify and
+    :regress want their own method names, so they are set in saved_model.pb afterwards."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    proto = saved_model_pb2.SavedModel()
+    proto.ParseFromString((path / "saved_model.pb").read_bytes())
+    for graph in proto.meta_graphs:
+        for name, method in methods.items():
+            graph.signature_def[name].method_name = method
+    (path / "saved_model.pb").write_bytes(proto.SerializeToString())
 
 
 def build_image_classifier(path: str | Path, seed: int = 7) -> Path:

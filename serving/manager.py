@@ -237,8 +237,7 @@ class ModelManager:
             warm = time.perf_counter()
             for sig_name, sig in served.manifest["signatures"].items():
                 if not sig_name.startswith("__") and sig_name in served.model.signatures:
-                    with load_scope(served.device):
-                        served.model.signatures[sig_name](**_warmup_inputs(sig["inputs"]))
+                    self._warm_up(served, sig_name, sig)
             served.warmup_seconds = time.perf_counter() - warm
             served.last_used = time.monotonic()
             served.state = AVAILABLE
@@ -249,6 +248,19 @@ class ModelManager:
             served.state, served.error, served.model = END, f"{type(e).__name__}: {e}", None
             served.failed_at = time.monotonic()
             log.error("%s/%d failed to load: %s", name, version, served.error)
+
+    @staticmethod
+    def _warm_up(served: ServedVersion, sig_name: str, sig: dict) -> None:
+        """Run the signature once so the first real request does not pay for tracing and
+        allocation. Generated inputs (zeros, empty strings) may not suit every signature (an
+        empty string is not a valid tf.Example for a parser with required features); such a
+        signature stays cold, which costs time, not correctness."""
+        try:
+            with load_scope(served.device):
+                served.model.signatures[sig_name](**_warmup_inputs(sig["inputs"]))
+        except Exception as e:
+            log.info("%s/%d: signature %s not warmed up: %s", served.name, served.version,
+                     sig_name, str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
 
     def _unload(self, served: ServedVersion, evicted: bool = False) -> None:
         served.state = UNLOADING

@@ -34,7 +34,7 @@ TF_TO_V2 = {tf: v2 for v2, tf in V2_TO_TF.items()}
 
 # --- strings ------------------------------------------------------------------------------------
 
-def _to_bytes(value, where: str) -> bytes:
+def to_bytes(value, where: str) -> bytes:
     if isinstance(value, str):
         return value.encode("utf-8")
     if isinstance(value, dict) and set(value) == {"b64"} and isinstance(value["b64"], str):
@@ -49,7 +49,7 @@ def _to_bytes(value, where: str) -> bytes:
 
 def _string_array(value, where: str) -> np.ndarray:
     def convert(v):
-        return [convert(x) for x in v] if isinstance(v, list) else _to_bytes(v, where)
+        return [convert(x) for x in v] if isinstance(v, list) else to_bytes(v, where)
 
     converted = convert(value)
     try:

@@ -4,6 +4,7 @@
     GET  /v1/models/NAME[/versions/N|/labels/L]          version status
     GET  /v1/models/NAME[/versions/N|/labels/L]/metadata signature_def in TF Serving's shape
     POST /v1/models/NAME[/versions/N|/labels/L]:predict  row ("instances") or columnar ("inputs")
+    POST ...:classify, ...:regress                       "examples" (+ "context") as tf.Example
 
 Errors are `{"error": "<message>"}` with TF Serving's status codes.
 """
@@ -17,7 +18,7 @@ from flask import Blueprint, request
 from hub.refs import check_version
 from schemas.errors import InvalidArgument, ModelNotFound
 
-from . import metrics
+from . import metrics, tf_example
 from .http import get_manager, json_response, prediction_api
 from .manager import ServedVersion
 from .predict import arrays_from_json, run, signature_spec
@@ -129,11 +130,7 @@ def _columns_to_rows(outputs: dict) -> list:
 def predict(target: str):
     metrics.record("tfserving")
     parts = _parse(target)
-    if parts["verb"] != "predict":
-        if parts["verb"] in ("classify", "regress"):
-            raise InvalidArgument(f":{parts['verb']} needs a signature with method_name "
-                                  f"tensorflow/serving/{parts['verb']}; this server answers "
-                                  ":predict")
+    if parts["verb"] not in ("predict", "classify", "regress"):
         raise ModelNotFound(f"Malformed request: POST /v1/models/{target}")
     try:
         body = orjson.loads(request.get_data())
@@ -144,6 +141,8 @@ def predict(target: str):
     served = get_manager().get(parts["name"], parts["version"], parts["label"])
     signature_name, spec = signature_spec(served, body.get("signature_name"))
     metrics.record("tfserving", served, signature_name)
+    if parts["verb"] != "predict":
+        return _classify_or_regress(parts["verb"], served, signature_name, spec, body)
     input_names = sorted(spec["inputs"])
     if ("instances" in body) == ("inputs" in body):
         raise InvalidArgument("the request must have exactly one of 'instances' or 'inputs'")
@@ -157,3 +156,13 @@ def predict(target: str):
         (name, array), = outputs.items()
         return json_response({"outputs": to_json(array, name)})
     return json_response({"outputs": {name: to_json(array, name) for name, array in outputs.items()}})
+
+
+def _classify_or_regress(verb: str, served: ServedVersion, signature_name: str, spec: dict,
+                         body: dict):
+    method = tf_example.CLASSIFY if verb == "classify" else tf_example.REGRESS
+    input_name = tf_example.check_method(signature_name, spec, method)
+    outputs = run(served, signature_name, {input_name: tf_example.serialize_examples(body)})
+    results = (tf_example.classify_results(outputs) if verb == "classify"
+               else tf_example.regress_results(outputs))
+    return json_response({"results": results})

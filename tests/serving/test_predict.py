@@ -159,3 +159,18 @@ def test_metrics_count_requests_by_model_version_signature_and_status(serving_se
     assert "modelhub_request_latency_seconds_bucket" in text
     assert 'modelhub_model_state{model="multi_io",state="AVAILABLE",version="1"} 1.0' in text
     assert 'modelhub_model_load_seconds{model="multi_io",version="1"}' in text
+
+
+def test_classify_and_regress_on_tf_example_signatures(serving_server):
+    classify = post(serving_server, "/v1/models/half_plus_two:classify", {
+        "signature_name": "classify_x_to_y", "examples": [{"x": 1.0}, {"x": 4.0}]})
+    assert classify.json() == {"results": [[["", 2.5]], [["", 4.0]]]}
+    regress = post(serving_server, "/v1/models/half_plus_two/labels/stable:regress", {
+        "signature_name": "regress_x_to_y", "context": {"x": 2.0}, "examples": [{}, {"x": 6.0}]})
+    assert regress.json() == {"results": [3.0, 5.0]}
+    wrong = post(serving_server, "/v1/models/half_plus_two:classify", {"examples": [{"x": 1.0}]})
+    assert wrong.status_code == 400
+    assert "Expected classify signature method_name" in wrong.json()["error"]
+    bad = post(serving_server, "/v1/models/half_plus_two:regress",
+               {"signature_name": "regress_x_to_y", "examples": [{"x": "text"}]})
+    assert bad.status_code == 400 and "error" in bad.json()
