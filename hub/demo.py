@@ -23,8 +23,16 @@ def main() -> None:
                                         aliases=["stable"])
             print(f"published {name}/{manifest['version']} (alias stable)")
     print(f"""
-The example models are in the store at {store}; the hub starts on http://127.0.0.1:8080. Try:
+The example models are in the store at {store}; modelhub starts on http://127.0.0.1:8080
+(models load in a few seconds: curl -s http://127.0.0.1:8080/readyz). Try:
 
+  curl -s -X POST http://127.0.0.1:8080/v1/models/half_plus_two:predict -d '{{"instances": [1.0, 2.0, 5.0]}}'
+  curl -s -X POST http://127.0.0.1:8080/v1/models/multi_io/labels/stable:predict \\
+       -d '{{"instances": [{{"text": "hello", "values": [1, 2, 3], "count": 2}}]}}'
+  curl -s -X POST http://127.0.0.1:8080/v2/models/half_plus_two/infer \\
+       -d '{{"inputs": [{{"name": "x", "shape": [2], "datatype": "FP32", "data": [1, 2]}}]}}'
+  curl -s http://127.0.0.1:8080/v1/models
+  curl -s http://127.0.0.1:8080/monitoring/prometheus/metrics | grep modelhub_requests
   curl -s http://127.0.0.1:8080/api/v1/models
   curl -s http://127.0.0.1:8080/api/v1/models/half_plus_two/versions/stable
   MODELHUB_URL=http://127.0.0.1:8080 .venv/bin/modelhub pull half_plus_two -o /tmp/half_plus_two
