@@ -131,6 +131,7 @@ class ModelManager:
         self._sync_lock = threading.Lock()
         self._stop = threading.Event()
         self._synced = threading.Event()
+        self._initial_models: set[str] = set()
         self._thread: threading.Thread | None = None
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -182,6 +183,9 @@ class ModelManager:
                     self._sync_model(name)
                 except ModelhubError as e:
                     log.error("cannot sync %s: %s", name, e)
+            if not self._synced.is_set():
+                with self._lock:
+                    self._initial_models = set(self._versions)
         self._synced.set()
 
     def _sync_model(self, name: str) -> None:
@@ -367,10 +371,15 @@ class ModelManager:
         """The first load is done and every configured model has an AVAILABLE version."""
         if not self._synced.is_set():
             return False
+        if self.configs is not None:
+            names = sorted(self.configs)
+        else:
+            # Serving everything: readiness waits for the models there were at start. A model
+            # published later, or one whose versions all failed, must not take every replica
+            # out of traffic at once.
+            names = self._initial_models
         with self._lock:
-            served = {n: list(self._versions.get(n, {}).values()) for n in self.model_names()}
+            served = {n: list(self._versions.get(n, {}).values()) for n in names}
         if self.configs is None:
-            # Serving everything: a model whose versions all failed to load must not keep the
-            # rest of the registry out of traffic.
-            served = {n: vs for n, vs in served.items() if not all(v.error for v in vs) or not vs}
+            served = {n: vs for n, vs in served.items() if vs and not all(v.error for v in vs)}
         return all(any(v.state == AVAILABLE for v in vs) for vs in served.values())

@@ -104,3 +104,12 @@ def test_an_unavailable_device_fails_the_load_with_a_clear_error(registry, tmp_p
     assert status.state == END and "gpu:3 was asked for, but this machine has" in status.error
     with pytest.raises(NotAvailable):
         manager.get("hpt")
+
+
+def test_serving_everything_stays_ready_when_a_new_model_is_published(registry, tmp_path, examples):
+    manager = manager_for(registry, tmp_path, None)
+    assert manager.ready()
+    registry.publish(examples["half_plus_two"], "newcomer")
+    assert manager.ready()  # not yet loaded, but it must not take the replica out of traffic
+    manager.sync()
+    assert manager.get("newcomer").state == AVAILABLE and manager.ready()
