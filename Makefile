@@ -29,6 +29,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/publish_pull.py
+	$(BIN)/python benchmarks/http_pull.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_STORE) .pytest_cache

@@ -34,7 +34,9 @@ operation (unless `--no-prefault`) as much memory as the operation will fill wit
 256 MB, is touched and freed, so that VMs which hand freed memory back to their host do not charge
 host page faults to whichever operation comes first. A cold pull writes the model twice (cache
 and destination), so it gets twice the size. The baseline is measured in the same run, interleaved
-with the operations, so the ratios hold on whatever machine runs this.
+with the operations, so the ratios hold on whatever machine runs this. The last line says how much
+CPU time other processes took meanwhile: client and server need about a CPU each, so on a small
+machine anything else running (a test suite, say) shows up directly in these numbers.
 
 MB means 2**20 bytes throughout, as in `build_large`.
 """

@@ -9,7 +9,6 @@ go through one funnel (`_raise_for_error`) that maps the server's error code to 
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -33,9 +32,10 @@ from schemas.errors import (
     all_error_classes,
 )
 from schemas.manifest import load_manifest
+from storage.hashing import TrailingHasher
 
 from .archive import saved_model_root, tar_gz_chunks
-from .bundle import scan_folder, staged_folder
+from .bundle import check_digest, scan_folder, staged_folder
 from .cache import ModelCache
 from .refs import Reference, check_name, parse_reference
 from .transfer import parallel_map
@@ -163,22 +163,27 @@ class HubClient:
             "/files/" + quote(entry["path"])
         temp = self.cache.temp_path(entry["sha256"])
         temp.parent.mkdir(parents=True, exist_ok=True)
-        digest, have = hashlib.sha256(), 0
         label = f"file {entry['path']} of {manifest['name']}/{manifest['version']}"
+        have = 0
+        # Hashing runs on a second thread over what has been written, beside the download.
+        temp.touch()
+        hasher = TrailingHasher(temp)
         try:
-            with open(temp, "wb") as out:
+            with open(temp, "r+b") as out:
                 for attempt in range(DOWNLOAD_ATTEMPTS):
                     headers = {"Range": f"bytes={have}-", "If-Range": f'"{entry["sha256"]}"'} \
                         if have else {}
                     try:
                         with self._request("GET", url, stream=True, headers=headers) as response:
                             if have and response.status_code != 206:  # range ignored: start over
+                                hasher.close()
                                 out.seek(0)
                                 out.truncate()
-                                digest, have = hashlib.sha256(), 0
+                                hasher, have = TrailingHasher(temp), 0
                             for chunk in response.iter_content(DOWNLOAD_CHUNK):
                                 out.write(chunk)
-                                digest.update(chunk)
+                                out.flush()  # the hasher reads the file, not this buffer
+                                hasher.advance(len(chunk))
                                 have += len(chunk)
                                 if on_progress:
                                     on_progress(len(chunk))
@@ -186,12 +191,10 @@ class HubClient:
                     except (HubUnavailable, requests.RequestException):
                         if attempt == DOWNLOAD_ATTEMPTS - 1:
                             raise
-            if have != entry["size"] or digest.hexdigest() != entry["sha256"]:
-                raise IntegrityError(f"{label} arrived corrupted: {have} bytes with sha256 "
-                                     f"{digest.hexdigest()}, expected {entry['size']} bytes "
-                                     f"with {entry['sha256']}")
+            check_digest(f"{label}, as downloaded,", entry["sha256"], entry["size"], hasher.finish())
             self.cache.commit_blob(temp, entry["sha256"])
         finally:
+            hasher.close()
             temp.unlink(missing_ok=True)
 
     def fetch(self, ref: str | Reference, on_progress: Progress | None = None) -> tuple[dict, Path]:
