@@ -113,3 +113,10 @@ def test_serving_everything_stays_ready_when_a_new_model_is_published(registry, 
     assert manager.ready()  # not yet loaded, but it must not take the replica out of traffic
     manager.sync()
     assert manager.get("newcomer").state == AVAILABLE and manager.ready()
+
+
+def test_asking_for_a_tpu_without_one_is_a_clear_load_error(registry, tmp_path):
+    # No TPU can be attached here; this shows the absent-hardware path, not TPU execution.
+    manager = manager_for(registry, tmp_path, [ModelConfig("hpt", device="tpu")])
+    status = manager.statuses("hpt")[0]
+    assert status.state == END and "no TPU is attached" in status.error
