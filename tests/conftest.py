@@ -153,11 +153,17 @@ def running_hub(store: str, log: Path, env: dict | None = None, args: tuple[str,
         wait_for_http(f"{url}/readyz", process)
         yield HubProcess(url, process, log, store, made)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_process(process)
+
+
+def stop_process(process: subprocess.Popen, timeout: float = 30) -> None:
+    """SIGTERM (gunicorn finishes in-flight requests), then SIGKILL if it takes too long."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 @pytest.fixture(scope="session")

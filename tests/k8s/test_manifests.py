@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import REPO, free_port, wait_for_http
+from tests.conftest import REPO, free_port, stop_process, wait_for_http
 
 # Objects are validated against this Kubernetes version's OpenAPI schemas (kubernetes-validate
 # bundles them). It is the oldest version the manifests promise to work on.
@@ -268,12 +268,7 @@ def answers_readyz(argv: list[str], tmp_path: Path) -> None:
 
         assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
 
 def test_image_entrypoint_starts_and_answers_readyz(tmp_path):
