@@ -14,6 +14,7 @@ from pathlib import Path
 
 import click
 
+from schemas.api import SCOPES
 from schemas.errors import InvalidArgument, ModelhubError
 from schemas.manifest import dump_manifest
 
@@ -287,9 +288,10 @@ def gc(ctx, grace: str) -> None:
 def export(ctx, ref: str, layout: str, directory: Path) -> None:
     """Write REF into DIRECTORY in another server's layout."""
     registry = _registry(ctx)
-    name, version = registry.resolve(ref)
+    manifest = registry.get(ref)
+    name, version = manifest["name"], manifest["version"]
     dest = directory / name / str(version)
-    with _progress(ctx, registry.get(f"{name}/{version}")["total_size"], f"exporting {name}/{version}") as advance:
+    with _progress(ctx, manifest["total_size"], f"exporting {name}/{version}") as advance:
         registry.pull(f"{name}/{version}", dest, on_progress=advance)
     click.echo(str(dest))
 
@@ -300,7 +302,7 @@ def token() -> None:
 
 
 @token.command(name="create")
-@click.option("--scope", type=click.Choice(["read", "write", "admin"]), required=True)
+@click.option("--scope", type=click.Choice(SCOPES), required=True)
 @click.option("--description", default="", help="What the token is for.")
 @click.pass_context
 def token_create(ctx, scope: str, description: str) -> None:

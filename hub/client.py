@@ -166,8 +166,7 @@ class HubClient:
         label = f"file {entry['path']} of {manifest['name']}/{manifest['version']}"
         have = 0
         # Hashing runs on a second thread over what has been written, beside the download.
-        temp.touch()
-        hasher = TrailingHasher(temp)
+        hasher = TrailingHasher(temp, on_progress)
         try:
             with open(temp, "r+b") as out:
                 for attempt in range(DOWNLOAD_ATTEMPTS):
@@ -179,14 +178,12 @@ class HubClient:
                                 hasher.close()
                                 out.seek(0)
                                 out.truncate()
-                                hasher, have = TrailingHasher(temp), 0
+                                hasher, have = TrailingHasher(temp, on_progress), 0
                             for chunk in response.iter_content(DOWNLOAD_CHUNK):
                                 out.write(chunk)
                                 out.flush()  # the hasher reads the file, not this buffer
                                 hasher.advance(len(chunk))
                                 have += len(chunk)
-                                if on_progress:
-                                    on_progress(len(chunk))
                         break
                     except (HubUnavailable, requests.RequestException):
                         if attempt == DOWNLOAD_ATTEMPTS - 1:

@@ -165,12 +165,11 @@ class Registry:
                 found[alias] = self.store.get_json(alias_key(name, alias))["version"]
         return found
 
-    def resolve(self, ref: str | Reference) -> tuple[str, int]:
-        """(name, version) that a reference points to now."""
+    def get(self, ref: str | Reference) -> dict:
+        """The manifest a reference points to now (one manifest read)."""
         ref = parse_reference(ref) if isinstance(ref, str) else ref
         if ref.version is not None:
-            self.manifest(ref.name, ref.version)  # raises if missing
-            return ref.name, ref.version
+            return self.manifest(ref.name, ref.version)
         if ref.alias is not None:
             try:
                 version = self.store.get_json(alias_key(ref.name, ref.alias))["version"]
@@ -179,18 +178,18 @@ class Registry:
                     raise ModelNotFound(f"model {ref.name!r} not found") from None
                 raise AliasNotFound(f"model {ref.name!r} has no alias {ref.alias!r}") from None
             try:
-                self.manifest(ref.name, version)
+                return self.manifest(ref.name, version)
             except VersionNotFound:
                 raise VersionNotFound(f"alias {ref} points to version {version}, which was deleted") from None
-            return ref.name, version
         versions = self.versions(ref.name)
         if not versions:
             raise ModelNotFound(f"model {ref.name!r} not found")
-        return ref.name, versions[-1]
+        return self.manifest(ref.name, versions[-1])
 
-    def get(self, ref: str | Reference) -> dict:
-        """The manifest a reference points to."""
-        return self.manifest(*self.resolve(ref))
+    def resolve(self, ref: str | Reference) -> tuple[str, int]:
+        """(name, version) that a reference points to now."""
+        manifest = self.get(ref)
+        return manifest["name"], manifest["version"]
 
     def list_models(self, query: str | None = None) -> list[dict]:
         """One summary per model (from its latest manifest); `query` matches name, description
@@ -439,16 +438,9 @@ class Registry:
                 target = staging / entry["path"]
                 target.parent.mkdir(parents=True, exist_ok=True)
                 label = f"file {entry['path']} of {manifest['name']}/{manifest['version']}"
-                target.touch()
-                hasher = TrailingHasher(target)
-
-                def advance(n: int) -> None:
-                    hasher.advance(n)
-                    if on_progress:
-                        on_progress(n)
-
+                hasher = TrailingHasher(target, on_progress)
                 try:
-                    self.store.get_file(blob_key(entry["sha256"]), target, advance)
+                    self.store.get_file(blob_key(entry["sha256"]), target, hasher.advance)
                     check_digest(label, entry["sha256"], entry["size"], hasher.finish())
                 except ObjectNotFound:
                     raise IntegrityError(f"{label} is missing from the store") from None

@@ -4,7 +4,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-from pathlib import Path
+from typing import Callable
 
 from schemas.errors import IntegrityError
 
@@ -29,8 +29,12 @@ class TrailingHasher:
     `advance(n)` how far the writer got. Copy and hash then overlap instead of taking turns, and
     what gets hashed is the bytes that landed in the file, read back from the page cache."""
 
-    def __init__(self, path: Path):
-        self._fd = os.open(path, os.O_RDONLY)
+    def __init__(self, path: str | os.PathLike,
+                 on_progress: Callable[[int], None] | None = None):
+        """`path` is created if the writer has not opened it yet; `on_progress` hears every
+        `advance`, so `advance` can be handed to the writer as its progress callback."""
+        self._fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)
+        self._on_progress = on_progress
         # One reused buffer: fresh allocations per read cost page faults on every chunk.
         self._buffer = bytearray(4 * CHUNK_SIZE)
         self._view = memoryview(self._buffer)
@@ -46,6 +50,8 @@ class TrailingHasher:
         with self._ready:
             self._written += n
             self._ready.notify()
+        if self._on_progress:
+            self._on_progress(n)
 
     def _run(self) -> None:
         try:

@@ -66,6 +66,11 @@ def _sendfile_all(src, out, on_progress: Callable[[int], None] | None) -> None:
             on_progress(sent)
 
 
+def _temp_in(directory: Path) -> Path:
+    """A temp file name unique to this process and call; dot-led, so listing never shows it."""
+    return directory / f"{TEMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex}"
+
+
 def _etag(st: os.stat_result) -> str:
     # Every write renames a new inode into place, so inode + mtime + size changes on every write
     # without reading the content.
@@ -92,7 +97,7 @@ class LocalStore(ObjectStore):
     def _write_temp(self, path: Path, stream: BinaryIO) -> Path:
         """Copy `stream` into a new, fsync'ed temp file beside `path`; return the temp path."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        temp = path.parent / f"{TEMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex}"
+        temp = _temp_in(path.parent)
         try:
             with open(temp, "xb") as out:
                 buffer = bytearray(CHUNK_SIZE)
@@ -119,7 +124,7 @@ class LocalStore(ObjectStore):
                         on_progress: Callable[[int], None] | None) -> None:
         """Copy a local file into `temp` with the kernel (sendfile: no trip through Python
         buffers) and fsync it."""
-        with open(source, "rb") as src, open(temp, "r+b" if temp.exists() else "xb") as out:
+        with open(source, "rb") as src, open(temp, "wb") as out:
             _sendfile_all(src, out, on_progress)
             os.fsync(out.fileno())
 
@@ -128,7 +133,7 @@ class LocalStore(ObjectStore):
         target = self._path(key)
         with _translated(key):
             target.parent.mkdir(parents=True, exist_ok=True)
-            temp = target.parent / f"{TEMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex}"
+            temp = _temp_in(target.parent)
             try:
                 self._copy_into_temp(temp, path, on_progress)
                 os.replace(temp, target)
@@ -147,17 +152,10 @@ class LocalStore(ObjectStore):
         parent = self.root / "incoming"  # any folder in the store: only the rename target matters
         parent.mkdir(parents=True, exist_ok=True)
         with _translated(str(path)):
-            temp = parent / f"{TEMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex}"
-            temp.touch()
-            hasher = TrailingHasher(temp)
-
-            def advance(n: int) -> None:
-                hasher.advance(n)
-                if on_progress:
-                    on_progress(n)
-
+            temp = _temp_in(parent)
+            hasher = TrailingHasher(temp, on_progress)
             try:
-                self._copy_into_temp(temp, path, advance)
+                self._copy_into_temp(temp, path, hasher.advance)
                 digest, size = hasher.finish()
                 if fingerprint(path) != before:
                     raise IntegrityError(f"{path} changed while it was being stored")
