@@ -341,6 +341,26 @@ def _default_workers(role: str) -> int:
               help="Unload least-recently-used versions above this much (0: no limit).")
 @click.option("--poll-seconds", default=30.0, show_default=True, type=float,
               help="How often serving looks for new versions and alias moves (0: never).")
+@click.option("--runtime", type=click.Choice(["tensorflow", "tflite"]), default="tensorflow",
+              show_default=True, help="Run the SavedModel, or the version's TFLite artifact with "
+              "LiteRT (the numbers a device will produce).")
+@click.option("--tflite-quantize", type=click.Choice(["none", "dynamic", "float16", "int8"]),
+              default="dynamic", show_default=True,
+              help="With --runtime tflite: which conversion (quantization mode) to run.")
+@click.option("--batching/--no-batching", default=True, show_default=True,
+              help="Merge concurrent requests into one model call.")
+@click.option("--max-batch-size", default=32, show_default=True, type=int,
+              help="Rows in one merged call.")
+@click.option("--batch-timeout-micros", default=0, show_default=True, type=int,
+              help="How long a batch waits to fill (0: run what is queued as soon as the model "
+              "is free).")
+@click.option("--max-enqueued-batches", default=64, show_default=True, type=int,
+              help="Queue depth (in batches) before requests are refused with 503.")
+@click.option("--num-batch-threads", default=1, show_default=True, type=int,
+              help="Batches run at the same time, per model signature.")
+@click.option("--allowed-batch-sizes", default="", metavar="N,...",
+              help="Pad each batch up to the next of these sizes (the last must equal "
+              "--max-batch-size).")
 @click.option("--workers", default=None, type=int,
               help="Worker processes [default: 1 with serving, 2-4 for --role hub].")
 @click.option("--threads", default=16, show_default=True, type=int, help="Threads per worker.")
@@ -350,8 +370,10 @@ def _default_workers(role: str) -> int:
               help="Seconds in-flight requests get to finish on shutdown.")
 @click.pass_context
 def serve(ctx, host: str, port: int, role: str, models: str | None, all_models: bool,
-          model_config: str | None, device: str, memory_budget_mb: float, poll_seconds: float, workers: int | None, threads: int, timeout: int,
-          graceful_timeout: int) -> None:
+          model_config: str | None, device: str, memory_budget_mb: float, poll_seconds: float,
+          runtime: str, tflite_quantize: str, batching: bool, max_batch_size: int, batch_timeout_micros: int,
+          max_enqueued_batches: int, num_batch_threads: int, allowed_batch_sizes: str,
+          workers: int | None, threads: int, timeout: int, graceful_timeout: int) -> None:
     """Run the hub API and/or the prediction APIs on the store under gunicorn."""
     if sum(map(bool, (models, all_models, model_config))) > 1:
         raise InvalidArgument("give one of --models, --all and --model-config")
@@ -363,7 +385,14 @@ def serve(ctx, host: str, port: int, role: str, models: str | None, all_models: 
                        "MODELHUB_MODELS": models or "", "MODELHUB_DEVICE": device,
                        "MODELHUB_MODEL_CONFIG": os.path.abspath(model_config) if model_config else "",
                        "MODELHUB_MEMORY_BUDGET_MB": str(memory_budget_mb),
-                       "MODELHUB_POLL_SECONDS": str(poll_seconds)})
+                       "MODELHUB_POLL_SECONDS": str(poll_seconds), "MODELHUB_RUNTIME": runtime,
+                       "MODELHUB_TFLITE_QUANTIZE": tflite_quantize,
+                       "MODELHUB_BATCHING": str(batching).lower(),
+                       "MODELHUB_MAX_BATCH_SIZE": str(max_batch_size),
+                       "MODELHUB_BATCH_TIMEOUT_MICROS": str(batch_timeout_micros),
+                       "MODELHUB_MAX_ENQUEUED_BATCHES": str(max_enqueued_batches),
+                       "MODELHUB_NUM_BATCH_THREADS": str(num_batch_threads),
+                       "MODELHUB_ALLOWED_BATCH_SIZES": allowed_batch_sizes})
     argv = [sys.executable, "-m", "gunicorn",
             "--bind", f"{host}:{port}",
             "--workers", str(workers or _default_workers(role)),

@@ -121,6 +121,19 @@ class IntegrityError(ModelhubError):
     status = 500
 
 
+class ArtifactNotFound(ModelNotFound):
+    """The version has no artifact of that name (e.g. no TFLite conversion in that mode yet)."""
+
+    code = "artifact_not_found"
+
+
+class ArtifactExists(ModelhubError, FileExistsError):
+    """Artifacts are create-only: the version already has one of that name."""
+
+    code = "artifact_exists"
+    status = 409
+
+
 class ConcurrentModification(ModelhubError):
     """A race was lost too many times in a row (e.g. many publishers of one name at once)."""
 
@@ -167,6 +180,28 @@ class NotCached(ModelhubError, LookupError):
     status = 404
 
 
+# --- Conversion ---------------------------------------------------------------------------------
+
+
+class ConversionFailed(ModelhubError):
+    """A version could not be turned into the requested format; nothing was stored."""
+
+    code = "conversion_failed"
+    status = 422
+
+
+class UnsupportedOps(ConversionFailed):
+    """The model uses operations the target runtime has no kernels for (named in the message)."""
+
+    code = "unsupported_ops"
+
+
+class ParityFailed(ConversionFailed):
+    """The converted model's outputs differ from the SavedModel's beyond the thresholds."""
+
+    code = "parity_failed"
+
+
 # --- Access -------------------------------------------------------------------------------------
 
 
@@ -191,6 +226,13 @@ class NotAvailable(ModelhubError):
     """The version exists but is not AVAILABLE (loading, failed, or being unloaded)."""
 
     code = "not_available"
+    status = 503
+
+
+class Overloaded(ModelhubError):
+    """A model's batch queue is full: the request is refused at once rather than left waiting."""
+
+    code = "overloaded"
     status = 503
 
 

@@ -17,9 +17,10 @@ from flask import Flask
 from hub import api as hub_api
 from hub.registry import DEFAULT_STORE
 from schemas.errors import InvalidArgument
-from schemas.serving import load_serving_config
+from schemas.serving import load_batching, load_serving_config
 
 from . import health, metrics
+from .batching import BatchingOptions
 from .inference import v2
 from .manager import ModelConfig, ModelManager
 from .tfserving import v1
@@ -33,6 +34,14 @@ DEFAULTS = {
     "MODEL_CONFIG": "",                       # a serving config file (JSON); overrides MODELS
     "MEMORY_BUDGET_MB": 0,                    # evict least-recently-used versions above it
     "DEVICE": "auto",                         # auto, cpu, gpu, gpu:N, tpu
+    "RUNTIME": "tensorflow",                  # or tflite: the version's TFLite artifact
+    "TFLITE_QUANTIZE": "dynamic",             # which TFLite artifact (quantization mode)
+    "BATCHING": True,                         # merge concurrent requests (serving/batching.py)
+    "MAX_BATCH_SIZE": 32,
+    "BATCH_TIMEOUT_MICROS": 0,
+    "MAX_ENQUEUED_BATCHES": 64,
+    "NUM_BATCH_THREADS": 1,
+    "ALLOWED_BATCH_SIZES": "",                # comma-separated, e.g. "8,16,32"
     "POLL_SECONDS": 30,                       # how often serving looks for new versions/aliases
     "SERVING_CACHE": os.path.join("~", ".cache", "modelhub", "serving"),
     "ANONYMOUS_READ": True,                   # reads without a token; writes always need one
@@ -51,9 +60,42 @@ def _model_configs(app: Flask) -> list[ModelConfig] | None:
                 data = json.load(f)
         except (OSError, ValueError) as e:
             raise InvalidArgument(f"cannot read the serving config {path}: {e}") from e
-        return [ModelConfig(**entry) for entry in load_serving_config(data, path)]
+        entries = load_serving_config(data, path)
+        for entry in entries:
+            if entry["batching"] is not None:
+                entry["batching"] = _batching_options(entry["batching"])
+        return [ModelConfig(**entry) for entry in entries]
     names = [n.strip() for n in str(app.config["MODELS"]).split(",") if n.strip()]
     return [ModelConfig(n) for n in names] if names else None
+
+
+def _batching_options(settings: dict) -> BatchingOptions:
+    return BatchingOptions(**{**settings,
+                              "allowed_batch_sizes": tuple(settings["allowed_batch_sizes"])})
+
+
+def _server_batching(config) -> BatchingOptions:
+    """The server-wide batching settings (environment text or typed values), validated."""
+    def number(key: str):
+        try:
+            return int(config[key])
+        except (TypeError, ValueError):
+            raise InvalidArgument(f"invalid MODELHUB_{key} {config[key]!r}: use a whole "
+                                  "number") from None
+
+    sizes = config["ALLOWED_BATCH_SIZES"]
+    if isinstance(sizes, str):
+        try:
+            sizes = [int(s) for s in sizes.split(",") if s.strip()]
+        except ValueError:
+            raise InvalidArgument(f"invalid MODELHUB_ALLOWED_BATCH_SIZES {sizes!r}: use sizes "
+                                  "like 8,16,32") from None
+    settings = load_batching({
+        "enabled": _as_bool(config["BATCHING"], "MODELHUB_BATCHING"),
+        **{key.lower(): number(key) for key in ("MAX_BATCH_SIZE", "BATCH_TIMEOUT_MICROS",
+                                                "MAX_ENQUEUED_BATCHES", "NUM_BATCH_THREADS")},
+        "allowed_batch_sizes": list(sizes)}, "the batching settings")
+    return _batching_options(settings)
 
 
 def init_serving(app: Flask) -> None:
@@ -62,7 +104,9 @@ def init_serving(app: Flask) -> None:
         app.extensions["modelhub.registry"], _model_configs(app),
         os.path.expanduser(app.config["SERVING_CACHE"]), device=app.config["DEVICE"],
         poll_seconds=float(app.config["POLL_SECONDS"]),
-        memory_budget=int(float(app.config["MEMORY_BUDGET_MB"]) * 1024 * 1024))
+        memory_budget=int(float(app.config["MEMORY_BUDGET_MB"]) * 1024 * 1024),
+        runtime=app.config["RUNTIME"], quantize=app.config["TFLITE_QUANTIZE"],
+        batching=_server_batching(app.config))
     app.extensions["modelhub.manager"] = manager
     app.register_blueprint(v1)
     app.register_blueprint(v2)

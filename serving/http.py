@@ -16,10 +16,16 @@ from .manager import ModelManager
 log = logging.getLogger(__name__)
 
 
-def json_response(body, status: int = 200) -> Response:
+RUNTIME_HEADER = "Modelhub-Runtime"
+
+
+def json_response(body, status: int = 200, runtime: str | None = None) -> Response:
+    """`runtime`: the runtime that answered (tensorflow, tflite), sent as a header so that TF
+    Serving's and the V2 protocol's bodies stay exactly theirs."""
     # numpy values may reach a body (shapes, scalars): orjson writes them natively
     return Response(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), status=status,
-                    mimetype="application/json")
+                    mimetype="application/json",
+                    headers={RUNTIME_HEADER: runtime} if runtime else None)
 
 
 def get_manager() -> ModelManager:

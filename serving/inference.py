@@ -22,7 +22,7 @@ from hub.refs import check_version
 from schemas.errors import InvalidArgument, TensorError
 
 from . import metrics
-from .http import get_manager, json_response, prediction_api
+from .http import RUNTIME_HEADER, get_manager, json_response, prediction_api
 from .manager import AVAILABLE
 from .predict import check_arrays, run, signature_spec
 from .tensors import TF_TO_V2, V2_TO_TF, decode_binary, encode_binary, to_array, to_json
@@ -71,10 +71,11 @@ def model_metadata(name: str, version: str | None = None):
     served = manager.get(name, _version(version))
     spec = served.manifest["signatures"].get(SIGNATURE, {"inputs": {}, "outputs": {}})
     versions = [str(s.version) for s in manager.statuses(name) if s.state == AVAILABLE]
-    return json_response({"name": name, "versions": versions, "platform": "tensorflow_savedmodel",
-                  "inputs": _tensor_metadata(spec["inputs"]),
-                  "outputs": _tensor_metadata(spec["outputs"]),
-                  "parameters": {"device": served.device, "runtime": "tensorflow"}})
+    return json_response({"name": name, "versions": versions, "platform": served.runtime.platform,
+                          "inputs": _tensor_metadata(spec["inputs"]),
+                          "outputs": _tensor_metadata(spec["outputs"]),
+                          "parameters": {"device": served.device, "runtime": served.runtime.name}},
+                         runtime=served.runtime.name)
 
 
 @v2.get("/models/<name>/ready")
@@ -180,7 +181,8 @@ def infer(name: str, version: str | None = None):
     if "id" in body:
         answer["id"] = body["id"]
     header = orjson.dumps(answer)
+    runtime = {RUNTIME_HEADER: served.runtime.name}
     if not chunks:
-        return Response(header, mimetype="application/json")
+        return Response(header, mimetype="application/json", headers=runtime)
     return Response(b"".join([header, *chunks]), mimetype="application/octet-stream",
-                    headers={HEADER_LENGTH: str(len(header))})
+                    headers={HEADER_LENGTH: str(len(header)), **runtime})

@@ -10,6 +10,7 @@ version labels and are followed the same way.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import threading
 import time
@@ -23,13 +24,17 @@ from hub.registry import Registry
 from schemas.errors import (
     AliasNotFound,
     InvalidArgument,
+    InvalidModel,
     ModelhubError,
     ModelNotFound,
     NotAvailable,
     VersionNotFound,
 )
+from schemas.serving import QUANTIZE_MODES
 
-from .devices import check_device, load_scope, resolve_device
+from .batching import Batcher, BatchingOptions, batchable
+from .devices import check_device, resolve_device
+from .runtimes import RUNTIMES, TensorFlowRuntime, TFLiteRuntime
 from .tensors import NUMPY_DTYPES
 
 log = logging.getLogger(__name__)
@@ -48,7 +53,10 @@ class ModelConfig:
     policy: str = "latest"
     latest: int = 1
     versions: list[int] = field(default_factory=list)
-    device: str | None = None  # None: the server's default
+    device: str | None = None  # None: the server's default (so for the three below)
+    runtime: str | None = None  # "tensorflow" or "tflite"
+    quantize: str | None = None  # which TFLite artifact the tflite runtime runs
+    batching: BatchingOptions | None = None
 
     def __post_init__(self):
         check_name(self.name)
@@ -57,6 +65,12 @@ class ModelConfig:
                                   "use latest, all or specific")
         if self.device is not None:
             check_device(self.device)
+        if self.runtime is not None and self.runtime not in RUNTIMES:
+            raise InvalidArgument(f"invalid runtime {self.runtime!r} for {self.name}: use "
+                                  f"{' or '.join(RUNTIMES)}")
+        if self.quantize is not None and self.quantize not in QUANTIZE_MODES:
+            raise InvalidArgument(f"invalid quantization mode {self.quantize!r} for {self.name}: "
+                                  f"use {', '.join(QUANTIZE_MODES)}")
 
     def wanted(self, published: list[int]) -> set[int]:
         if self.policy == "all":
@@ -74,7 +88,8 @@ class ServedVersion:
     error: str = ""
     device: str = ""
     manifest: dict | None = None
-    model: object = None
+    runtime: TensorFlowRuntime | TFLiteRuntime | None = None
+    batchers: dict[str, Batcher] = field(default_factory=dict)
     load_seconds: float = 0.0
     warmup_seconds: float = 0.0
     last_used: float = 0.0
@@ -87,41 +102,52 @@ class ServedVersion:
         return (self.state == END and bool(self.error) and self.attempts < MAX_LOAD_ATTEMPTS
                 and now - self.failed_at >= RETRY_SECONDS * self.attempts)
 
-    def signature(self, name: str | None):
-        """The callable for a signature (default: serving_default)."""
+    def signature(self, name: str | None) -> str:
+        """The signature's name (default: serving_default), if this version serves it."""
         name = name or "serving_default"
-        signatures = self.model.signatures
-        if name not in signatures or name.startswith("__"):
-            known = ", ".join(sorted(s for s in signatures if not s.startswith("__")))
+        served = self.runtime.signature_names()
+        if name not in served:
             raise InvalidArgument(f"Serving signature name: \"{name}\" not found in signature def "
-                                  f"(known: {known})")
-        return signatures[name]
+                                  f"(known: {', '.join(served)})")
+        return name
+
+    def run(self, signature_name: str, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Named arrays in, named arrays out: through the signature's batcher when it has one."""
+        batcher = self.batchers.get(signature_name)
+        if batcher is not None:
+            return batcher(arrays)
+        return self.runtime.run(signature_name, arrays)
 
 
-def _warmup_inputs(spec_inputs: dict) -> dict:
-    """One request per signature, built from its specs: batch 1, zeros or empty strings."""
-    import tensorflow as tf
-
+def _warmup_inputs(spec_inputs: dict, rows: int) -> dict[str, np.ndarray]:
+    """Inputs built from a signature's specs: `rows` rows of zeros or empty strings."""
     inputs = {}
     for key, spec in spec_inputs.items():
-        shape = [1 if d is None or d < 0 else d for d in (spec["shape"] or [1])]
+        shape = [d if d is not None and d >= 0 else 1 for d in (spec["shape"] or [1])]
+        if spec["shape"] and spec["shape"][0] == -1:
+            shape[0] = rows
         if spec["dtype"] == "string":
-            inputs[key] = tf.constant(np.full(shape, b"", dtype=object))
+            inputs[key] = np.full(shape, b"", dtype=object)
         else:
-            inputs[key] = tf.constant(np.zeros(shape, dtype=NUMPY_DTYPES[spec["dtype"]]))
+            inputs[key] = np.zeros(shape, dtype=NUMPY_DTYPES[spec["dtype"]])
     return inputs
 
 
 class ModelManager:
     def __init__(self, registry: Registry, models: list[ModelConfig] | None, cache_dir: str | Path,
-                 *, device: str = "auto", poll_seconds: float = 30.0, memory_budget: int = 0):
+                 *, device: str = "auto", poll_seconds: float = 30.0, memory_budget: int = 0,
+                 runtime: str = "tensorflow", quantize: str = "dynamic",
+                 batching: BatchingOptions = BatchingOptions()):
         """`models=None` serves every model in the registry (each with the default policy).
         `memory_budget` (bytes, 0 = none) caps the summed size of loaded versions; above it the
-        least recently used are unloaded and load again when a request asks for them."""
+        least recently used are unloaded and load again when a request asks for them.
+        `device`, `runtime`, `quantize` and `batching` are defaults a model's config overrides."""
         self.registry = registry
         self.configs = {c.name: c for c in models} if models is not None else None
         self.cache_dir = Path(cache_dir)
         self.device = check_device(device)
+        ModelConfig("default", runtime=runtime, quantize=quantize)  # validates both
+        self.runtime, self.quantize, self.batching = runtime, quantize, batching
         self.poll_seconds = poll_seconds
         self.memory_budget = memory_budget
         self._load_locks: dict[tuple[str, int], threading.Lock] = {}
@@ -223,25 +249,56 @@ class ModelManager:
                     raise
         return folder
 
+    def _fetch_tflite(self, name: str, version: int, manifest: dict, quantize: str) -> dict[str, Path]:
+        """The version's TFLite artifacts for one quantization mode (one per converted
+        signature), pulled into the cache (verified) if not there yet."""
+        from hub.convert import artifact_name
+
+        files = {}
+        for signature_name in manifest["signatures"]:
+            artifact = artifact_name(quantize, None if signature_name == "serving_default"
+                                     else signature_name)
+            if artifact not in manifest["artifacts"]:
+                continue
+            path = self.cache_dir / name / f"{version}.artifacts" / f"{artifact}.tflite"
+            if not path.exists():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self.registry.pull_artifact(f"{name}/{version}", artifact, path)
+            files[signature_name] = path
+        if not files:
+            raise InvalidModel(f"{name}/{version} has no TFLite artifact for --quantize "
+                               f"{quantize}; make one with `modelhub convert {name}/{version} "
+                               f"--to tflite --quantize {quantize}`")
+        return files
+
     def _load(self, name: str, version: int, attempts: int = 0) -> None:
         served = ServedVersion(name, version, state=LOADING, attempts=attempts + 1)
         with self._lock:
             self._versions[name][version] = served
         started = time.perf_counter()
         try:
-            import tensorflow as tf
-
             config = self._config(name)
-            served.device = resolve_device(config.device or self.device)
-            folder = self._fetch(name, version)
             served.manifest = self.registry.manifest(name, version)
-            with load_scope(served.device):
-                served.model = tf.saved_model.load(str(folder))
+            if (config.runtime or self.runtime) == "tflite":
+                files = self._fetch_tflite(name, version, served.manifest,
+                                           config.quantize or self.quantize)
+                served.runtime = TFLiteRuntime(files)
+                served.device = served.runtime.device
+            else:
+                served.device = resolve_device(config.device or self.device)
+                served.runtime = TensorFlowRuntime(self._fetch(name, version), served.device)
             served.load_seconds = time.perf_counter() - started
+            batching = config.batching or self.batching
+            signatures = served.manifest["signatures"]
+            if batching.enabled:
+                served.batchers = {
+                    sig_name: Batcher(functools.partial(served.runtime.run, sig_name), batching)
+                    for sig_name in served.runtime.signature_names()
+                    if sig_name in signatures and batchable(signatures[sig_name])}
             warm = time.perf_counter()
-            for sig_name, sig in served.manifest["signatures"].items():
-                if not sig_name.startswith("__") and sig_name in served.model.signatures:
-                    self._warm_up(served, sig_name, sig)
+            for sig_name in served.runtime.signature_names():
+                if sig_name in signatures:
+                    self._warm_up(served, sig_name, signatures[sig_name])
             served.warmup_seconds = time.perf_counter() - warm
             served.last_used = time.monotonic()
             served.state = AVAILABLE
@@ -249,19 +306,25 @@ class ModelManager:
                      served.device, served.load_seconds, served.warmup_seconds)
             self._enforce_budget(keep=served)
         except Exception as e:  # the error is the version's state; other models carry on
-            served.state, served.error, served.model = END, f"{type(e).__name__}: {e}", None
+            served.state, served.error = END, f"{type(e).__name__}: {e}"
+            served.runtime, served.batchers = None, {}
             served.failed_at = time.monotonic()
             log.error("%s/%d failed to load: %s", name, version, served.error)
 
     @staticmethod
     def _warm_up(served: ServedVersion, sig_name: str, sig: dict) -> None:
-        """Run the signature once so the first real request does not pay for tracing and
-        allocation. Generated inputs (zeros, empty strings) may not suit every signature (an
-        empty string is not a valid tf.Example for a parser with required features); such a
-        signature stays cold, which costs time, not correctness."""
+        """Run the signature once per batch size it will see (1, and the batcher's sizes) so
+        the first real requests do not pay for tracing and allocation. Generated inputs (zeros,
+        empty strings) may not suit every signature (an empty string is not a valid tf.Example
+        for a parser with required features); such a signature stays cold, which costs time,
+        not correctness."""
+        batcher = served.batchers.get(sig_name)
+        sizes = {1}
+        if batcher is not None:
+            sizes |= {batcher.options.max_batch_size, *batcher.options.allowed_batch_sizes}
         try:
-            with load_scope(served.device):
-                served.model.signatures[sig_name](**_warmup_inputs(sig["inputs"]))
+            for rows in sorted(sizes):
+                served.runtime.run(sig_name, _warmup_inputs(sig["inputs"], rows))
         except Exception as e:
             log.info("%s/%d: signature %s not warmed up: %s", served.name, served.version,
                      sig_name, str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
@@ -272,7 +335,7 @@ class ModelManager:
             # The table gets a new END record; `served` keeps its model for requests that are
             # still running on it, and TensorFlow frees it when the last of them lets go.
             self._versions[served.name][served.version] = dataclasses.replace(
-                served, state=END, model=None, evicted=evicted)
+                served, state=END, runtime=None, batchers={}, evicted=evicted)
         log.info("%s/%d unloaded%s", served.name, served.version,
                  " (memory budget)" if evicted else "")
 

@@ -6,6 +6,7 @@ import time
 from flask import Blueprint, Flask, Response, current_app, g
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client import generate_latest
+from prometheus_client.core import CounterMetricFamily
 
 from .manager import AVAILABLE, END, LOADING, START, UNLOADING
 
@@ -15,9 +16,36 @@ STATES = (START, LOADING, AVAILABLE, UNLOADING, END)
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 
+class BatchCollector:
+    """The batchers' own counts, read at scrape time: how many batches ran, how many rows they
+    carried (rows / batches = the mean batch size), padding added, and requests refused."""
+
+    COUNTS = (("batches", "Merged model calls"), ("rows", "Rows run in merged calls"),
+              ("padding", "Padding rows added for allowed_batch_sizes"),
+              ("refused", "Requests refused because the batch queue was full"))
+
+    def __init__(self):
+        self.manager = None
+
+    def collect(self):
+        labels = ("model", "version", "signature")
+        families = {count: CounterMetricFamily(f"modelhub_batch_{count}", text, labels=labels)
+                    for count, text in self.COUNTS}
+        if self.manager is not None:
+            for name, versions in self.manager.all_models().items():
+                for served in versions:
+                    for signature, batcher in served.batchers.items():
+                        for count, family in families.items():
+                            family.add_metric((name, str(served.version), signature),
+                                              getattr(batcher.stats, count))
+        return list(families.values())
+
+
 class ServingMetrics:
     def __init__(self):
         self.registry = CollectorRegistry()
+        self.batches = BatchCollector()
+        self.registry.register(self.batches)
         labels = ("model", "version", "signature", "api")
         self.requests = Counter("modelhub_requests", "Prediction requests",
                                 labels + ("status",), registry=self.registry)
@@ -37,6 +65,7 @@ class ServingMetrics:
         self.latency.labels(*labels).observe(seconds)
 
     def refresh_models(self, manager) -> None:
+        self.batches.manager = manager
         for name, versions in manager.all_models().items():
             for served in versions:
                 version = str(served.version)

@@ -5,15 +5,13 @@ import numpy as np
 
 from schemas.errors import InvalidArgument, TensorError
 
-from .devices import load_scope
 from .manager import ServedVersion
 from .tensors import check_shape, to_array
 
 
 def signature_spec(served: ServedVersion, signature_name: str | None) -> tuple[str, dict]:
     """The signature's name and its input/output specs from the manifest."""
-    served.signature(signature_name)  # raises the TF Serving message for unknown names
-    name = signature_name or "serving_default"
+    name = served.signature(signature_name)  # raises the TF Serving message for unknown names
     return name, served.manifest["signatures"][name]
 
 
@@ -54,12 +52,4 @@ def check_arrays(arrays: dict[str, np.ndarray], spec: dict) -> None:
 
 
 def run(served: ServedVersion, signature_name: str, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    import tensorflow as tf
-
-    function = served.signature(signature_name)
-    with load_scope(served.device):
-        try:
-            outputs = function(**{k: tf.constant(v) for k, v in arrays.items()})
-        except (tf.errors.InvalidArgumentError, ValueError, TypeError) as e:
-            raise InvalidArgument(str(e).strip().splitlines()[0]) from e
-    return {k: v.numpy() for k, v in outputs.items()}
+    return served.run(signature_name, arrays)

@@ -62,14 +62,16 @@ def _tensor_info(spec: dict) -> dict:
 
 
 def _metadata(served: ServedVersion) -> dict:
+    """The signatures this version serves (a TFLite artifact may hold only some of them)."""
+    serving = set(served.runtime.signature_names())
     signatures = {
         name: {"inputs": {k: _tensor_info(s) for k, s in sig["inputs"].items()},
                "outputs": {k: _tensor_info(s) for k, s in sig["outputs"].items()},
                "method_name": sig["method_name"]}
-        for name, sig in served.manifest["signatures"].items()}
+        for name, sig in served.manifest["signatures"].items() if name in serving}
     return {"model_spec": {"name": served.name, "signature_name": "", "version": str(served.version)},
             "metadata": {"signature_def": {"signature_def": signatures},
-                         "modelhub": {"device": served.device, "runtime": "tensorflow"}}}
+                         "modelhub": {"device": served.device, "runtime": served.runtime.name}}}
 
 
 @v1.get("/models")
@@ -85,9 +87,12 @@ def model_status(target: str):
     if parts["verb"]:
         raise InvalidArgument(f"use POST for :{parts['verb']}")
     if parts["metadata"]:
-        return json_response(_metadata(manager.get(parts["name"], parts["version"], parts["label"])))
+        served = manager.get(parts["name"], parts["version"], parts["label"])
+        return json_response(_metadata(served), runtime=served.runtime.name)
     statuses = manager.statuses(parts["name"], parts["version"], parts["label"])
-    return json_response({"model_version_status": [_status(s) for s in statuses]})
+    runtimes = sorted({s.runtime.name for s in statuses if s.runtime is not None})
+    return json_response({"model_version_status": [_status(s) for s in statuses]},
+                         runtime=",".join(runtimes))
 
 
 def _rows_to_columns(instances: list, input_names: list[str]) -> dict:
@@ -150,12 +155,14 @@ def predict(target: str):
     columns = (_rows_to_columns(body["instances"], input_names) if row_format
                else _columns(body["inputs"], input_names))
     outputs = run(served, signature_name, arrays_from_json(columns, spec))
+    runtime = served.runtime.name
     if row_format:
-        return json_response({"predictions": _columns_to_rows(outputs)})
+        return json_response({"predictions": _columns_to_rows(outputs)}, runtime=runtime)
     if len(outputs) == 1:
         (name, array), = outputs.items()
-        return json_response({"outputs": to_json(array, name)})
-    return json_response({"outputs": {name: to_json(array, name) for name, array in outputs.items()}})
+        return json_response({"outputs": to_json(array, name)}, runtime=runtime)
+    return json_response({"outputs": {name: to_json(array, name) for name, array in outputs.items()}},
+                         runtime=runtime)
 
 
 def _classify_or_regress(verb: str, served: ServedVersion, signature_name: str, spec: dict,
@@ -165,4 +172,4 @@ def _classify_or_regress(verb: str, served: ServedVersion, signature_name: str, 
     outputs = run(served, signature_name, {input_name: tf_example.serialize_examples(body)})
     results = (tf_example.classify_results(outputs) if verb == "classify"
                else tf_example.regress_results(outputs))
-    return json_response({"results": results})
+    return json_response({"results": results}, runtime=served.runtime.name)

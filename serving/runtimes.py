@@ -1,0 +1,89 @@
+"""What runs a loaded version: TensorFlow on the SavedModel, or LiteRT on its TFLite artifact.
+
+A runtime takes named numpy arrays for one signature and returns named numpy arrays; the APIs,
+the batcher and the manager see nothing else. `tflite` lets users check on the server the exact
+numbers a phone or an IoT device will produce from the converted model.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from schemas.errors import InvalidArgument, InvalidModel
+
+from .devices import load_scope
+
+RUNTIMES = ("tensorflow", "tflite")
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+class TensorFlowRuntime:
+    name = "tensorflow"
+    platform = "tensorflow_savedmodel"
+
+    def __init__(self, folder: Path, device: str):
+        import tensorflow as tf
+
+        self._tf = tf
+        self.device = device
+        with load_scope(device):
+            # The loaded object owns the variables: keep it alive as long as its functions.
+            self._model = tf.saved_model.load(str(folder))
+        self._functions = {k: f for k, f in self._model.signatures.items() if not k.startswith("__")}
+
+    def signature_names(self) -> list[str]:
+        return sorted(self._functions)
+
+    def run(self, signature_name: str, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        tf = self._tf
+        function = self._functions[signature_name]
+        with load_scope(self.device):
+            try:
+                outputs = function(**{k: tf.constant(v) for k, v in arrays.items()})
+            except (tf.errors.InvalidArgumentError, ValueError, TypeError) as e:
+                raise InvalidArgument(_first_line(e)) from e
+        return {k: v.numpy() for k, v in outputs.items()}
+
+
+class TFLiteRuntime:
+    """One LiteRT interpreter per converted signature. An interpreter runs one call at a time,
+    so each has a lock; the batcher turns concurrent requests into one call anyway."""
+
+    name = "tflite"
+    platform = "tflite"
+    device = "/CPU:0"  # the LiteRT Python package runs on the CPU
+
+    def __init__(self, files: dict[str, Path]):
+        from ai_edge_litert.interpreter import Interpreter
+
+        self._runners = {}
+        for signature_name, path in files.items():
+            try:
+                interpreter = Interpreter(model_path=str(path), num_threads=os.cpu_count() or 1)
+                keys = interpreter.get_signature_list()
+                key = signature_name if signature_name in keys else next(iter(keys), None)
+                if key is None:
+                    raise InvalidModel(f"{path.name} has no signatures")
+                runner = interpreter.get_signature_runner(key)
+            except (ValueError, RuntimeError) as e:
+                raise InvalidModel(f"cannot load {path.name}: {_first_line(e)}") from e
+            self._runners[signature_name] = (interpreter, runner, threading.Lock())
+
+    def signature_names(self) -> list[str]:
+        return sorted(self._runners)
+
+    def run(self, signature_name: str, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        _, runner, lock = self._runners[signature_name]
+        with lock:
+            try:
+                # The runner resizes inputs to each call's batch and returns copies of outputs.
+                return runner(**arrays)
+            except (ValueError, RuntimeError) as e:
+                raise InvalidArgument(_first_line(e)) from e

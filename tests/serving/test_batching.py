@@ -1,0 +1,230 @@
+"""Dynamic batching: merging, padding, isolation of bad requests, a full queue, and the same
+behaviour through a real gunicorn server with threaded workers."""
+from __future__ import annotations
+
+import base64
+import re
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import requests
+
+from schemas.errors import InvalidArgument, Overloaded
+from serving.batching import Batcher, BatchingOptions, batchable
+
+
+class RecordingModel:
+    """y = 2x + 1 on every row; records the batch sizes it is called with. `hold` keeps the
+    first call running so that the requests behind it pile up."""
+
+    def __init__(self, hold: float = 0.0):
+        self.calls: list[int] = []
+        self.threads: list[threading.Thread] = []
+        self.hold = hold
+        self.gate = threading.Event()
+        self.gate.set()
+
+    def __call__(self, arrays):
+        x = arrays["x"]
+        self.calls.append(x.shape[0])
+        self.threads.append(threading.current_thread())
+        self.gate.wait(10)
+        if self.hold and len(self.calls) == 1:
+            time.sleep(self.hold)
+        if np.isnan(x).any():
+            raise InvalidArgument("x has NaN")
+        return {"y": x * 2 + 1}
+
+
+def rows(*values: float) -> dict[str, np.ndarray]:
+    return {"x": np.array([[v, -v] for v in values], np.float32)}
+
+
+def call_concurrently(batcher: Batcher, requests_: list[dict], workers: int = 32) -> list:
+    def one(arrays):
+        try:
+            return batcher(arrays)
+        except Exception as e:
+            return e
+
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(one, requests_))
+
+
+def test_a_lone_request_runs_at_once_on_its_own_thread():
+    model = RecordingModel()
+    batcher = Batcher(model, BatchingOptions(batch_timeout_micros=0))
+    out = batcher(rows(3.0))
+    np.testing.assert_array_equal(out["y"], [[7.0, -5.0]])
+    assert model.threads == [threading.current_thread()]
+
+
+def test_concurrent_requests_are_merged_and_split_back_in_order():
+    model = RecordingModel(hold=0.2)
+    batcher = Batcher(model, BatchingOptions(max_batch_size=64))
+    inputs = [rows(float(i), float(i) + 0.5) for i in range(40)]
+    results = call_concurrently(batcher, inputs)
+    for arrays, result in zip(inputs, results):
+        np.testing.assert_array_equal(result["y"], arrays["x"] * 2 + 1)
+    assert sum(model.calls) == 80
+    assert len(model.calls) < 40 and max(model.calls) > 2  # requests behind the first were merged
+    assert max(model.calls) <= 64
+    assert batcher.stats.rows == 80 and batcher.stats.batches == len(model.calls)
+
+
+def test_padding_up_to_the_next_allowed_size_is_stripped_from_answers():
+    model = RecordingModel()
+    batcher = Batcher(model, BatchingOptions(max_batch_size=8, allowed_batch_sizes=(4, 8)))
+    out = batcher(rows(1.0, 2.0, 3.0))
+    assert model.calls == [4]
+    np.testing.assert_array_equal(out["y"], rows(1.0, 2.0, 3.0)["x"] * 2 + 1)
+    assert batcher.stats.padding == 1
+
+
+def test_a_bad_request_fails_alone_and_its_batch_mates_succeed():
+    model = RecordingModel(hold=0.2)
+    batcher = Batcher(model, BatchingOptions())
+    inputs = [rows(float(i)) for i in range(12)]
+    inputs[5] = rows(float("nan"))
+    results = call_concurrently(batcher, inputs, workers=12)
+    assert isinstance(results[5], InvalidArgument)
+    for i, result in enumerate(results):
+        if i != 5:
+            np.testing.assert_array_equal(result["y"], inputs[i]["x"] * 2 + 1)
+
+
+def test_requests_of_different_inner_shapes_are_never_stacked():
+    model = RecordingModel(hold=0.2)
+    batcher = Batcher(model, BatchingOptions())
+    narrow = {"x": np.ones((1, 2), np.float32)}
+    wide = {"x": np.ones((1, 3), np.float32)}
+    results = call_concurrently(batcher, [narrow, wide] * 6, workers=12)
+    for i, result in enumerate(results):
+        assert result["y"].shape == ((1, 2) if i % 2 == 0 else (1, 3))
+
+
+def test_a_request_larger_than_max_batch_size_runs_alone():
+    model = RecordingModel()
+    batcher = Batcher(model, BatchingOptions(max_batch_size=4, allowed_batch_sizes=(2, 4)))
+    out = batcher(rows(*range(10)))
+    assert model.calls == [10]
+    assert out["y"].shape == (10, 2)
+
+
+def test_a_full_queue_is_refused_at_once_and_nothing_hangs():
+    model = RecordingModel()
+    model.gate.clear()  # the first batch blocks until released
+    batcher = Batcher(model, BatchingOptions(max_batch_size=2, max_enqueued_batches=1))
+    with ThreadPoolExecutor(8) as pool:
+        first = pool.submit(batcher, rows(0.0))
+        while not model.calls:
+            time.sleep(0.01)
+        queued = [pool.submit(batcher, rows(float(i))) for i in (1, 2)]
+        time.sleep(0.2)  # both are queued behind the running batch
+        started = time.monotonic()
+        with pytest.raises(Overloaded, match="queue is full"):
+            batcher(rows(9.0))
+        assert time.monotonic() - started < 1
+        model.gate.set()
+        assert first.result(10)["y"].shape == (1, 2)
+        assert [f.result(10)["y"][0, 0] for f in queued] == [3.0, 5.0]
+    assert batcher.stats.refused == 1
+
+
+def test_batch_timeout_waits_for_a_fuller_batch():
+    model = RecordingModel()
+    batcher = Batcher(model, BatchingOptions(batch_timeout_micros=300_000))
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(batcher, rows(1.0))
+        time.sleep(0.05)
+        second = pool.submit(batcher, rows(2.0))
+        assert first.result(5)["y"][0, 0] == 3.0 and second.result(5)["y"][0, 0] == 5.0
+    assert model.calls == [2]
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(max_batch_size=0), "max_batch_size"),
+    (dict(num_batch_threads=0), "num_batch_threads"),
+    (dict(batch_timeout_micros=-1), "batch_timeout_micros"),
+    (dict(max_batch_size=16, allowed_batch_sizes=(4, 8)), "must equal max_batch_size"),
+    (dict(max_batch_size=8, allowed_batch_sizes=(8, 4, 8)), "increasing"),
+])
+def test_invalid_options_are_refused(options, message):
+    with pytest.raises(InvalidArgument, match=message):
+        BatchingOptions(**options)
+
+
+def test_only_batch_major_signatures_are_batched():
+    def spec(inputs, outputs):
+        return {"inputs": {k: {"shape": s} for k, s in inputs.items()},
+                "outputs": {k: {"shape": s} for k, s in outputs.items()}}
+
+    assert batchable(spec({"x": [-1, 3]}, {"y": [-1]}))
+    assert not batchable(spec({"x": [3]}, {"y": [3]}))           # fixed first dimension
+    assert not batchable(spec({"x": [-1]}, {"y": None}))         # unknown output rank
+    assert not batchable(spec({"x": [-1]}, {"y": []}))           # scalar output
+    assert not batchable(spec({}, {"y": [-1]}))                   # no inputs
+
+
+# --- through a real server -----------------------------------------------------------------------
+
+def batch_counts(server) -> dict[str, float]:
+    text = requests.get(f"{server.url}/monitoring/prometheus/metrics", timeout=10).text
+    counts = {}
+    for line in text.splitlines():
+        match = re.match(r'modelhub_batch_(\w+)_total\{(.*)\} (\S+)$', line)
+        if match:
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', match[2]))
+            if labels["model"] == "half_plus_two" and labels["version"] == "1":
+                counts[f"{labels['signature']}.{match[1]}"] = float(match[3])
+    return counts
+
+
+def test_concurrent_http_requests_are_batched_and_answers_are_not_mixed(serving_server):
+    before = batch_counts(serving_server)
+
+    def predict(i: int):
+        values = [float(i), float(i) + 0.25]
+        response = requests.post(f"{serving_server.url}/v1/models/half_plus_two:predict",
+                                 json={"instances": values}, timeout=30)
+        return response.status_code, response.json(), values
+
+    with ThreadPoolExecutor(32) as pool:
+        results = list(pool.map(predict, range(400)))
+    for status, body, values in results:
+        assert status == 200, body
+        assert body == {"predictions": [v / 2 + 2 for v in values]}
+    after = batch_counts(serving_server)
+    rows = after["serving_default.rows"] - before.get("serving_default.rows", 0)
+    batches = after["serving_default.batches"] - before.get("serving_default.batches", 0)
+    assert rows == 800
+    assert batches < 400  # at least some requests shared a model call
+
+
+def test_a_request_that_fails_inside_the_model_does_not_fail_its_batch(serving_server):
+    """Garbage bytes pass the signature's checks (a string tensor) but fail in TensorFlow's
+    tf.Example parser; the good requests merged with it still get their answers."""
+    url = f"{serving_server.url}/v1/models/half_plus_two:predict"
+    good = {"signature_name": "classify_x_to_y", "inputs": {"inputs": [
+        {"b64": base64.b64encode(_example(3.0)).decode()}]}}
+    bad = {"signature_name": "classify_x_to_y", "inputs": {"inputs": [
+        {"b64": base64.b64encode(b"\xff not a tf.Example").decode()}]}}
+    bodies = [bad if i % 8 == 0 else good for i in range(64)]
+    with ThreadPoolExecutor(32) as pool:
+        responses = list(pool.map(lambda b: requests.post(url, json=b, timeout=30), bodies))
+    for body, response in zip(bodies, responses):
+        if body is bad:
+            assert response.status_code == 400 and "error" in response.json()
+        else:
+            assert response.status_code == 200, response.text
+            assert response.json()["outputs"] == [[3.5]]
+
+
+def _example(x: float) -> bytes:
+    import tensorflow as tf
+
+    feature = {"x": tf.train.Feature(float_list=tf.train.FloatList(value=[x]))}
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
