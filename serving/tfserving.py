@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import orjson
 from flask import Blueprint, request
 
 from hub.refs import check_version
 from schemas.errors import InvalidArgument, ModelNotFound
 
-from . import metrics, tf_example
+from . import json_body, metrics, tf_example
 from .http import get_manager, json_response, prediction_api
 from .manager import ServedVersion
 from .predict import arrays_from_json, run, signature_spec
@@ -97,6 +98,11 @@ def model_status(target: str):
 
 def _rows_to_columns(instances: list, input_names: list[str]) -> dict:
     """`instances` (one entry per row) as one value per input."""
+    if isinstance(instances, np.ndarray):  # a large numeric tensor, parsed already
+        if len(input_names) != 1:
+            raise InvalidArgument("the signature has several inputs, so every instance must be "
+                                  "an object naming them")
+        return {input_names[0]: instances}
     if not isinstance(instances, list) or not instances:
         raise InvalidArgument("'instances' must be a non-empty list")
     if all(isinstance(row, dict) and not set(row) <= {"b64"} for row in instances):
@@ -138,7 +144,7 @@ def predict(target: str):
     if parts["verb"] not in ("predict", "classify", "regress"):
         raise ModelNotFound(f"Malformed request: POST /v1/models/{target}")
     try:
-        body = orjson.loads(request.get_data())
+        body = json_body.loads(request.get_data())
     except orjson.JSONDecodeError as e:
         raise InvalidArgument(f"JSON Parse error: {e}") from e
     if not isinstance(body, dict):
