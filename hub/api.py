@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+from pathlib import PurePosixPath
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request, url_for
 from marshmallow import ValidationError
@@ -15,6 +16,9 @@ from werkzeug.exceptions import HTTPException
 
 from schemas.api import (
     AliasRequestSchema,
+    ArtifactListSchema,
+    ConvertRequestSchema,
+    CreatedArtifactSchema,
     ListQuerySchema,
     ModelDetailSchema,
     ModelListSchema,
@@ -168,7 +172,8 @@ def list_models():
 @requires("read")
 def model_detail(name: str):
     registry = get_registry()
-    manifests = [registry.manifest(name, v) for v in registry.versions(check_name(name))]
+    manifests = [registry.manifest(name, v, artifacts=False)
+                 for v in registry.versions(check_name(name))]
     if not manifests:
         registry.resolve(name)  # raises ModelNotFound
     latest = manifests[-1]
@@ -189,7 +194,8 @@ def list_versions(name: str):
     if not versions:
         registry.resolve(name)  # raises ModelNotFound
     return VersionListSchema().dump(
-        {"name": name, "versions": [_version_summary(registry.manifest(name, v)) for v in versions]})
+        {"name": name, "versions": [_version_summary(registry.manifest(name, v, artifacts=False))
+                                    for v in versions]})
 
 
 @api.post("/models/<name>/versions")
@@ -248,13 +254,20 @@ def version_archive(name: str, version: str):
 def version_file(name: str, version: str, path: str):
     """One file; its sha256 is its ETag. Supports Range, If-Range and If-None-Match."""
     registry = get_registry()
-    manifest = registry.get(reference_from_url(name, version))
+    manifest = registry.get(reference_from_url(name, version), artifacts=False)
     entry = registry.file_entry(manifest, path)
+    return _blob_response(entry, version.isdigit(), path,
+                          lambda start=0, end=None: registry.file_chunks(manifest, entry, start, end))
+
+
+def _blob_response(entry: dict, by_number: bool, what: str, chunks) -> Response:
+    """Stored bytes (`entry`: size and sha256; `chunks(start, end)` streams them) with their
+    sha256 as ETag, Range, If-Range and If-None-Match."""
     etag, size = entry["sha256"], entry["size"]
     # By number, these bytes never change; by alias or `latest` they may, after a move. Private
     # hubs must not let shared caches keep what a token was needed for.
     scope = "public" if current_app.config["ANONYMOUS_READ"] else "private"
-    caching = f"{scope}, max-age=31536000, immutable" if version.isdigit() else f"{scope}, no-cache"
+    caching = f"{scope}, max-age=31536000, immutable" if by_number else f"{scope}, no-cache"
     headers = {"ETag": f'"{etag}"', "Accept-Ranges": "bytes", "Cache-Control": caching}
     if request.if_none_match.contains_weak(etag):
         return Response(status=304, headers=headers)
@@ -265,17 +278,70 @@ def version_file(name: str, version: str, path: str):
             or request.headers.get("If-Range", f'"{etag}"') != f'"{etag}"'):
         byte_range = None
     if byte_range is None:
-        return Response(registry.file_chunks(manifest, entry), content_type="application/octet-stream",
+        return Response(chunks(), content_type="application/octet-stream",
                         headers={**headers, "Content-Length": str(size)})
     bounds = byte_range.range_for_length(size)
     if bounds is None:
-        return _error(416, "range_not_satisfiable", f"{path} has {size} bytes",
+        return _error(416, "range_not_satisfiable", f"{what} has {size} bytes",
                       {**headers, "Content-Range": f"bytes */{size}"})
     start, stop = bounds
-    return Response(registry.file_chunks(manifest, entry, start, stop), status=206,
+    return Response(chunks(start, stop), status=206,
                     content_type="application/octet-stream",
                     headers={**headers, "Content-Length": str(stop - start),
                              "Content-Range": byte_range.to_content_range_header(size)})
+
+
+# --- artifacts ----------------------------------------------------------------------------------
+
+
+@api.get("/models/<name>/versions/<version>/artifacts")
+@requires("read")
+def list_artifacts(name: str, version: str):
+    registry = get_registry()
+    manifest = registry.get(reference_from_url(name, version))
+    return ArtifactListSchema().dump({"name": manifest["name"], "version": manifest["version"],
+                                      "artifacts": manifest["artifacts"]})
+
+
+@api.post("/models/<name>/versions/<version>/artifacts")
+@requires("write")
+def create_artifact(name: str, version: str):
+    """Convert the version (JSON body: ConvertRequestSchema) and store the result as an
+    artifact. Runs in the request (seconds for small models); conversions in one process run
+    one at a time."""
+    from .convert import artifact_name, convert
+
+    body = _json_body(ConvertRequestSchema(), "conversion request")
+    registry = get_registry()
+    # Pinned to a number first: an alias moved meanwhile cannot change what gets converted.
+    _, number = registry.resolve(reference_from_url(name, version))
+    record = convert(registry, f"{name}/{number}", quantize=body["quantize"],
+                     samples=body["samples"], signature=body["signature"],
+                     allow_select_tf_ops=body["allow_select_tf_ops"],
+                     thresholds=body["thresholds"])
+    artifact = artifact_name(body["quantize"], body["signature"])
+    response = jsonify(CreatedArtifactSchema().dump(
+        {"name": name, "version": number, "artifact": artifact, **record}))
+    response.status_code = 201
+    response.headers["Location"] = url_for(".artifact_file", name=name, version=number,
+                                           artifact=artifact)
+    return response
+
+
+@api.get("/models/<name>/versions/<version>/artifacts/<artifact>")
+@requires("read")
+def artifact_file(name: str, version: str, artifact: str):
+    """An artifact's file; like files: sha256 as ETag, Range, If-Range and If-None-Match."""
+    registry = get_registry()
+    manifest = registry.get(reference_from_url(name, version), artifacts=False)
+    record = registry.artifact(manifest["name"], manifest["version"], artifact)
+    response = _blob_response(
+        record, version.isdigit(), f"artifact {artifact}",
+        lambda start=0, end=None: registry.artifact_chunks(manifest, artifact, record, start, end))
+    suffix = PurePosixPath(record["path"]).suffix
+    response.headers["Content-Disposition"] = (
+        f'attachment; filename="{manifest["name"]}-{manifest["version"]}-{artifact}{suffix}"')
+    return response
 
 
 # --- aliases and tokens -------------------------------------------------------------------------

@@ -64,6 +64,22 @@ def staged_folder(dest: str | Path) -> Iterator[Path]:
         raise
 
 
+@contextlib.contextmanager
+def staged_file(dest: str | Path) -> Iterator[Path]:
+    """A temp file beside `dest`, unique to this call, to fill; it replaces `dest` (atomically:
+    readers see the old file or the whole new one) only if the block finishes."""
+    dest = Path(dest).absolute()
+    if dest.is_dir():
+        raise InvalidArgument(f"destination {dest} is a folder, not a file")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    temp = dest.parent / f".{dest.name}.partial-{uuid.uuid4().hex[:12]}"
+    try:
+        yield temp
+        os.replace(temp, dest)
+    finally:
+        temp.unlink(missing_ok=True)
+
+
 def _check(label: str, sha256: str, size: int, actual_sha256: str, actual_size: int) -> None:
     if actual_size != size:
         raise IntegrityError(f"{label} is corrupted: {actual_size} bytes instead of {size}")

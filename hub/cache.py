@@ -4,6 +4,9 @@
     <root>/manifests/<name>/<version>.json     a version's manifest, written after its blobs
     <root>/snapshots/<name>/<version>/...      the SavedModel folder: hard links to the blobs
     <root>/refs/<name>/<alias or "latest">     the version that ref last resolved to (offline use)
+    <root>/artifacts/<name>/<version>/<a>.json the record of artifact a (e.g. tflite-int8), written
+                                               after its blob
+    <root>/artifacts/<name>/<version>/<a>/<path>  its file (e.g. model.tflite): a hard link to the blob
 
 Every file is downloaded to a temp file unique to this process and thread, then renamed into
 place. Locks are not used on purpose: on network file systems (NFS, SMB, FUSE mounts of object
@@ -26,7 +29,7 @@ import uuid
 from pathlib import Path
 
 from schemas.errors import NotCached
-from schemas.manifest import dump_manifest, load_manifest
+from schemas.manifest import dump_artifact, dump_manifest, load_artifact, load_manifest
 
 from .refs import Reference
 
@@ -55,6 +58,12 @@ class ModelCache:
 
     def snapshot_path(self, name: str, version: int) -> Path:
         return self.root / "snapshots" / name / str(version)
+
+    def artifact_record_path(self, name: str, version: int, artifact: str) -> Path:
+        return self.root / "artifacts" / name / str(version) / f"{artifact}.json"
+
+    def artifact_file_path(self, name: str, version: int, artifact: str, record: dict) -> Path:
+        return self.root / "artifacts" / name / str(version) / artifact / record["path"]
 
     def _ref_path(self, ref: Reference) -> Path:
         return self.root / "refs" / ref.name / (ref.alias or "latest")
@@ -134,6 +143,59 @@ class ModelCache:
             raise NotCached(f"could not assemble {manifest['name']}/{manifest['version']} "
                             f"in the cache at {self.root}")
         return final
+
+    # --- artifacts ----------------------------------------------------------------------------
+
+    def save_artifact(self, name: str, version: int, artifact: str, record: dict) -> None:
+        body = json.dumps(dump_artifact(record), sort_keys=True).encode()
+        self._write_atomically(self.artifact_record_path(name, version, artifact), body)
+
+    def link_artifact(self, name: str, version: int, artifact: str, record: dict) -> Path:
+        """Give an (already cached) artifact blob its file name, atomically."""
+        final = self.artifact_file_path(name, version, artifact, record)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        temp = final.with_name(f".{final.name}.{_unique_suffix()}")
+        try:
+            try:
+                os.link(self.blob_path(record["sha256"]), temp)
+            except OSError:  # a file system without hard links: copy instead
+                shutil.copyfile(self.blob_path(record["sha256"]), temp)
+            os.replace(temp, final)
+        finally:
+            temp.unlink(missing_ok=True)
+        return final
+
+    def cached_artifact(self, name: str, version: int, artifact: str) -> tuple[dict, Path] | None:
+        """(record, file) if the artifact's record and file (of the recorded size) are here."""
+        path = self.artifact_record_path(name, version, artifact)
+        try:
+            record = load_artifact(json.loads(path.read_bytes()), str(path))
+            file = self.artifact_file_path(name, version, artifact, record)
+            if file.stat().st_size == record["size"]:
+                return record, file
+        except (FileNotFoundError, ValueError):  # missing or damaged: fetch it again
+            pass
+        return None
+
+    def lookup_artifact(self, ref: Reference, artifact: str) -> tuple[dict, Path]:
+        """Answer an artifact request from the cache alone (offline mode): `name/N`, a ref that
+        a full fetch resolved before, or, for `name`, the newest version with that artifact."""
+        version = ref.version
+        if version is None:
+            try:
+                version = int(self._ref_path(ref).read_text())
+            except FileNotFoundError:
+                if ref.alias is not None:
+                    raise NotCached(f"{ref} has never been resolved online, so offline mode "
+                                    f"cannot resolve it (cache {self.root})") from None
+                folder = self.root / "artifacts" / ref.name
+                versions = [int(p.parent.name) for p in folder.glob(f"*/{artifact}.json")
+                            if p.parent.name.isdigit()]
+                version = max(versions, default=None)
+        found = version is not None and self.cached_artifact(ref.name, version, artifact)
+        if not found:
+            raise NotCached(f"artifact {artifact} of {ref} is not in the cache at {self.root}")
+        return found
 
     def lookup(self, ref: Reference) -> tuple[dict, Path]:
         """Answer a reference from the cache alone (offline mode)."""

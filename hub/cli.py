@@ -14,8 +14,8 @@ from pathlib import Path
 
 import click
 
-from schemas.api import SCOPES
-from schemas.errors import InvalidArgument, ModelhubError
+from schemas.api import QUANTIZE_MODES, SCOPES
+from schemas.errors import ArtifactNotFound, InvalidArgument, ModelhubError
 from schemas.manifest import dump_manifest
 
 from .registry import DEFAULT_STORE
@@ -122,17 +122,41 @@ def publish(ctx, path: Path, name: str, description: str, tags, aliases, license
 @cli.command()
 @click.argument("ref")
 @click.option("-o", "--output", type=click.Path(path_type=Path),
-              help="Destination folder (or file with --format tar; '-' for stdout). "
-                   "Default: ./NAME-VERSION[.tar.gz].")
-@click.option("--format", "fmt", type=click.Choice(["saved_model", "tar"]), default="saved_model",
-              show_default=True)
+              help="Destination folder (or file with --format tar or tflite; '-' for stdout with "
+                   "tar). Default: ./NAME-VERSION[.tar.gz | -tflite-QUANTIZE.tflite].")
+@click.option("--format", "fmt", type=click.Choice(["saved_model", "tar", "tflite"]),
+              default="saved_model", show_default=True,
+              help="tflite: the version's TFLite artifact (made by `modelhub convert`).")
+@click.option("--quantize", type=click.Choice(QUANTIZE_MODES), default="dynamic",
+              show_default=True, help="With --format tflite: which conversion.")
+@click.option("--signature", default=None,
+              help="With --format tflite: the converted signature [default: serving_default].")
 @click.pass_context
-def pull(ctx, ref: str, output: Path | None, fmt: str) -> None:
+def pull(ctx, ref: str, output: Path | None, fmt: str, quantize: str,
+         signature: str | None) -> None:
     """Download REF (name, name/N or name@alias), verifying every byte."""
     registry = _registry(ctx)
     manifest = registry.get(ref)
     label = f"{manifest['name']}/{manifest['version']}"
     default = Path(f"{manifest['name']}-{manifest['version']}")
+    if fmt == "tflite":
+        from .convert import artifact_name
+
+        artifact = artifact_name(quantize, signature)
+        dest = output or default.with_name(f"{default.name}-{artifact}.tflite")
+        if str(dest) == "-" or dest.exists():
+            raise InvalidArgument(f"destination {dest} already exists" if str(dest) != "-" else
+                                  "--format tflite writes a file: give its path with -o")
+        try:
+            record = registry.artifact(manifest["name"], manifest["version"], artifact)
+        except ArtifactNotFound as e:
+            hint = f" --signature {signature}" if signature else ""
+            raise ArtifactNotFound(f"{e}; make it with `modelhub convert {label} --to tflite "
+                                   f"--quantize {quantize}{hint}`") from None
+        with _progress(ctx, record["size"], f"pulling {label} {artifact}") as advance:
+            registry.pull_artifact(label, artifact, dest, on_progress=advance)
+        click.echo(str(dest))
+        return
     if fmt == "saved_model":
         dest = output or default
         with _progress(ctx, manifest["total_size"], f"pulling {label}") as advance:
@@ -198,6 +222,8 @@ def show(ctx, ref: str, as_json: bool) -> None:
     registry = _registry(ctx)
     manifest = registry.get(ref)
     name, version = manifest["name"], manifest["version"]
+    # Asked afresh: artifacts are added after publishing, and a hub client caches manifests.
+    manifest["artifacts"] = registry.artifacts(name, version)
     if as_json:
         click.echo(json.dumps(dump_manifest(manifest), indent=2, sort_keys=True))
         return
@@ -221,7 +247,21 @@ def show(ctx, ref: str, as_json: bool) -> None:
         for key, spec in sorted(sig["outputs"].items()):
             click.echo(f"    out {key}: {_describe_spec(spec)}")
     for art_name, art in sorted(manifest["artifacts"].items()):
-        click.echo(f"  artifact {art_name}: {_size(art['size'])}")
+        click.echo(f"  artifact {art_name}: {_size(art['size'])}{_describe_artifact(art)}")
+
+
+def _describe_artifact(record: dict) -> str:
+    meta = record["metadata"]
+    if record["kind"] != "tflite" or "parity" not in meta:
+        return ""
+    parity = meta["parity"]
+    if not parity.get("run"):
+        checked = "parity not checked"
+    else:
+        checked = f"max rel error {parity['max_rel_error']:.3g}"
+        if parity.get("top1_agreement") is not None:
+            checked += f", top-1 agreement {parity['top1_agreement']:.0%}"
+    return f"  ({meta.get('quantize')}, {checked}, {meta.get('samples')} samples)"
 
 
 @cli.group()
@@ -294,6 +334,106 @@ def export(ctx, ref: str, layout: str, directory: Path) -> None:
     with _progress(ctx, manifest["total_size"], f"exporting {name}/{version}") as advance:
         registry.pull(f"{name}/{version}", dest, on_progress=advance)
     click.echo(str(dest))
+
+
+@contextlib.contextmanager
+def _native_output_captured():
+    """TensorFlow's converter writes pages of diagnostics straight to file descriptors 1 and 2,
+    past Python; a command's error must stay one line. What was captured is shown only if
+    something unexpected (not one of our errors) fails."""
+    import tempfile
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = {fd: os.dup(fd) for fd in (1, 2)}
+    with tempfile.TemporaryFile() as capture:
+        for fd in saved:
+            os.dup2(capture.fileno(), fd)
+        unexpected = False
+        try:
+            yield
+        except ModelhubError:
+            raise
+        except BaseException:
+            unexpected = True
+            raise
+        finally:
+            for fd, copy in saved.items():
+                os.dup2(copy, fd)
+                os.close(copy)
+            if unexpected:
+                capture.seek(0)
+                sys.stderr.write(capture.read().decode(errors="replace"))
+
+
+@cli.command()
+@click.argument("ref")
+@click.option("--to", "target", type=click.Choice(["tflite"]), required=True,
+              help="The format to convert to.")
+@click.option("--quantize", type=click.Choice(QUANTIZE_MODES), default="dynamic", show_default=True,
+              help="none: float32; dynamic: int8 weights; float16: float16 weights; int8: full "
+                   "integer, calibrated on the samples (inputs and outputs stay float32).")
+@click.option("--samples", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help=".npz with one array per input of the signature, first axis = samples; used "
+                   "to calibrate int8 and to check parity [default: generated at random].")
+@click.option("--signature", default=None, help="Signature to convert [default: serving_default].")
+@click.option("--allow-select-tf-ops", is_flag=True,
+              help="Keep ops TFLite has no kernels for as TensorFlow ops. They need the Flex "
+                   "delegate wherever the model runs, which LiteRT's Python package lacks, so "
+                   "parity is then recorded as not checked.")
+@click.option("--max-abs-error", type=float, default=None,
+              help="Parity limit: largest |tflite - savedmodel| [default: not checked].")
+@click.option("--max-rel-error", type=float, default=None,
+              help="Parity limit: largest error over the output's largest magnitude "
+                   "[default: by --quantize; the record shows the limits used].")
+@click.option("--min-top1-agreement", type=float, default=None,
+              help="Parity limit for classifier outputs: share of rows whose arg-max agrees "
+                   "[default: by --quantize].")
+@click.option("--json", "as_json", is_flag=True, help="Print the new artifact's record as JSON.")
+@click.pass_context
+def convert(ctx, ref: str, target: str, quantize: str, samples: Path | None,
+            signature: str | None, allow_select_tf_ops: bool, max_abs_error: float | None,
+            max_rel_error: float | None, min_top1_agreement: float | None,
+            as_json: bool) -> None:
+    """Convert REF to TFLite, check it against the SavedModel, and store it as an artifact of
+    REF (create-only). Through a hub (--hub), the hub converts."""
+    from .convert import artifact_name
+
+    registry = _registry(ctx)
+    name, version = registry.resolve(ref)
+    label = f"{name}/{version}"
+    options = {"quantize": quantize, "samples": samples, "signature": signature,
+               "allow_select_tf_ops": allow_select_tf_ops,
+               "thresholds": {"max_abs_error": max_abs_error, "max_rel_error": max_rel_error,
+                              "min_top1_agreement": min_top1_agreement}}
+    if hasattr(registry, "convert"):  # a hub client: the hub does the work
+        record = registry.convert(label, **options)
+    else:
+        from .convert import convert as convert_version
+
+        with _native_output_captured():
+            record = convert_version(registry, label, **options)
+    if as_json:
+        click.echo(json.dumps(record, indent=2, sort_keys=True))
+        return
+    meta, parity = record["metadata"], record["metadata"]["parity"]
+    click.echo(f"{label} {artifact_name(quantize, signature)}: {_size(record['size'])}, "
+               f"{meta['size_ratio']:.2f} x the SavedModel ({_size(meta['saved_model_size'])})")
+    source = f"samples from {samples.name}" if meta["samples"] == "file" else "generated samples"
+    if parity.get("run"):
+        line = (f"parity on {parity['samples']} {source}: max abs error "
+                f"{parity['max_abs_error']:.3g}, max rel error {parity['max_rel_error']:.3g}")
+        if parity.get("top1_agreement") is not None:
+            line += f", top-1 agreement {parity['top1_agreement']:.1%}"
+        click.echo(line)
+    else:
+        click.echo(f"warning: parity not checked: {parity['reason']}", err=True)
+    if meta["select_tf_ops"]:
+        click.echo(f"warning: uses select TF ops ({', '.join(meta['select_tf_ops'])}): runs only "
+                   "where the Flex delegate is linked", err=True)
+    if quantize == "int8" and meta["samples"] == "generated":
+        click.echo("note: int8 was calibrated on random generated samples, not real inputs; "
+                   "pass --samples for ranges that match your data", err=True)
 
 
 @cli.group()

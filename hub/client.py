@@ -3,12 +3,15 @@
     client = HubClient("http://hub:8080", token="mh_...")   # or MODELHUB_URL / MODELHUB_TOKEN
     client.publish("./saved_model", "mnist", aliases=["prod"])
     model = client.load("mnist@prod")                         # like tensorflow_hub.load
+    client.convert("mnist/3", quantize="int8", samples="calibration.npz")   # on the hub
+    client.pull_artifact("mnist/3", "tflite-int8", "mnist.tflite")        # verified, via the cache
 
 It offers the same operations as `Registry`, so the CLI works against either. Failed requests
 go through one funnel (`_raise_for_error`) that maps the server's error code to its class.
 """
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -19,6 +22,7 @@ from urllib.parse import quote
 import requests
 
 from schemas.errors import (
+    ArtifactNotFound,
     Forbidden,
     HubUnavailable,
     IntegrityError,
@@ -31,11 +35,11 @@ from schemas.errors import (
     UnsupportedMediaType,
     all_error_classes,
 )
-from schemas.manifest import load_manifest
+from schemas.manifest import load_artifact, load_manifest
 from storage.hashing import TrailingHasher
 
 from .archive import saved_model_root, tar_gz_chunks
-from .bundle import check_digest, scan_folder, staged_folder
+from .bundle import check_digest, scan_folder, staged_file, staged_folder
 from .cache import ModelCache
 from .refs import Reference, check_name, parse_reference
 from .transfer import parallel_map
@@ -44,6 +48,8 @@ CHUNK = 1024 * 1024
 #: Small enough that a cut connection loses little: a partial read is discarded, not yielded.
 DOWNLOAD_CHUNK = 256 * 1024
 DOWNLOAD_ATTEMPTS = 5
+#: A conversion runs inside the request: TensorFlow starts, converts, and runs both models.
+CONVERT_TIMEOUT = 900.0
 
 ERRORS_BY_CODE = {cls.code: cls for cls in all_error_classes()}
 ERRORS_BY_STATUS = {401: Unauthorized, 403: Forbidden, 404: ModelNotFound, 413: TooLarge,
@@ -92,8 +98,8 @@ class HubClient:
         if not self.url:
             raise InvalidArgument("no hub URL: pass --hub or set MODELHUB_URL")
         try:
-            response = self.session.request(method, self.url + path, stream=stream,
-                                            timeout=self.timeout, **kwargs)
+            kwargs.setdefault("timeout", self.timeout)
+            response = self.session.request(method, self.url + path, stream=stream, **kwargs)
         except requests.RequestException as e:
             raise HubUnavailable(f"cannot reach the hub at {self.url}: {e}") from e
         _raise_for_error(response)
@@ -157,13 +163,12 @@ class HubClient:
 
     # --- downloading into the cache -----------------------------------------------------------
 
-    def _download_blob(self, manifest: dict, entry: dict, on_progress: Progress | None) -> None:
-        """Fetch one file into the cache; a connection cut mid-file resumes with Range."""
-        url = self._version_path(manifest["name"], manifest["version"]) + \
-            "/files/" + quote(entry["path"])
+    def _download_blob(self, url: str, entry: dict, label: str,
+                       on_progress: Progress | None) -> None:
+        """Fetch the bytes at `url` (size and sha256 in `entry`) into the cache; a connection cut
+        mid-file resumes with Range."""
         temp = self.cache.temp_path(entry["sha256"])
         temp.parent.mkdir(parents=True, exist_ok=True)
-        label = f"file {entry['path']} of {manifest['name']}/{manifest['version']}"
         have = 0
         # Hashing runs on a second thread over what has been written, beside the download.
         hasher = TrailingHasher(temp, on_progress)
@@ -205,7 +210,11 @@ class HubClient:
         snapshot = self.cache.complete_snapshot(manifest)
         if not snapshot:
             missing = {e["sha256"]: e for e in manifest["files"] if not self.cache.has_blob(e)}
-            parallel_map(lambda e: self._download_blob(manifest, e, on_progress), missing.values())
+            base = self._version_path(manifest["name"], manifest["version"])
+            label = f"{manifest['name']}/{manifest['version']}"
+            parallel_map(lambda e: self._download_blob(
+                f"{base}/files/{quote(e['path'])}", e, f"file {e['path']} of {label}", on_progress),
+                missing.values())
             self.cache.save_manifest(manifest)
             snapshot = self.cache.build_snapshot(manifest)
         # Only now: offline mode must never resolve a ref to a version that is not all there.
@@ -227,6 +236,70 @@ class HubClient:
             # Copies, not links: editing the pulled files must not change the cache.
             shutil.copytree(snapshot, staging, copy_function=shutil.copyfile, dirs_exist_ok=True)
         return manifest
+
+    # --- artifacts (TFLite conversions) --------------------------------------------------------
+
+    def artifacts(self, name: str, version: int | str) -> dict[str, dict]:
+        """{artifact name: record} of a version, asked of the hub every time (artifacts are added
+        after publishing, so a cached manifest may not list them all)."""
+        body = self._json("GET", self._version_path(check_name(name), version) + "/artifacts")
+        return {key: load_artifact(record, f"artifact {key} from {self.url}")
+                for key, record in body["artifacts"].items()}
+
+    def artifact(self, name: str, version: int, artifact: str) -> dict:
+        found = self.artifacts(name, version)
+        if artifact not in found:
+            raise ArtifactNotFound(f"{name}/{version} has no artifact {artifact!r} "
+                                   f"(it has: {', '.join(sorted(found)) or 'none'})")
+        return found[artifact]
+
+    def convert(self, ref: str | Reference, *, quantize: str = "dynamic",
+                samples: str | Path | bytes | None = None, signature: str | None = None,
+                allow_select_tf_ops: bool = False, thresholds: dict | None = None) -> dict:
+        """Have the hub convert a version to TFLite and store it (see `hub.convert`); return the
+        new artifact's record. `samples`: an .npz file (path or bytes), sent along."""
+        ref = parse_reference(ref) if isinstance(ref, str) else ref
+        if isinstance(samples, (str, Path)):
+            if not Path(samples).is_file():
+                raise InvalidArgument(f"samples file {samples} does not exist")
+            samples = Path(samples).read_bytes()
+        body = {"to": "tflite", "quantize": quantize, "signature": signature,
+                "allow_select_tf_ops": allow_select_tf_ops,
+                "thresholds": {k: v for k, v in (thresholds or {}).items() if v is not None}}
+        if samples is not None:
+            body["samples"] = base64.b64encode(samples).decode("ascii")
+        selector = ref.version or ref.alias or "latest"
+        answer = self._json("POST", self._version_path(ref.name, selector) + "/artifacts",
+                            json=body, timeout=max(self.timeout, CONVERT_TIMEOUT))
+        return load_artifact(answer, "artifact record from the hub")
+
+    def fetch_artifact(self, ref: str | Reference, artifact: str,
+                       on_progress: Progress | None = None) -> tuple[dict, Path]:
+        """Make sure an artifact is in the cache (verified); return its record and file.
+
+        Artifacts never change once written, so a cached one costs no request for `name/N`.
+        With MODELHUB_OFFLINE=1 only the cache is asked."""
+        ref = parse_reference(ref) if isinstance(ref, str) else ref
+        if offline_mode():
+            return self.cache.lookup_artifact(ref, artifact)
+        name, version = (ref.name, ref.version) if ref.version is not None else self.resolve(ref)
+        cached = self.cache.cached_artifact(name, version, artifact)
+        if cached:
+            return cached
+        record = self.artifact(name, version, artifact)
+        if not self.cache.has_blob(record):
+            self._download_blob(f"{self._version_path(name, version)}/artifacts/{quote(artifact)}",
+                                record, f"artifact {artifact} of {name}/{version}", on_progress)
+        self.cache.save_artifact(name, version, artifact, record)
+        return record, self.cache.link_artifact(name, version, artifact, record)
+
+    def pull_artifact(self, ref: str | Reference, artifact: str, dest_file: str | Path, *,
+                      on_progress: Progress | None = None) -> dict:
+        """Copy an artifact out of the cache (fetching it first) to the file `dest_file`."""
+        record, path = self.fetch_artifact(ref, artifact, on_progress)
+        with staged_file(dest_file) as temp:
+            shutil.copyfile(path, temp)  # a copy: editing it must not change the cache
+        return record
 
     # --- writing ------------------------------------------------------------------------------
 

@@ -1,11 +1,13 @@
 """Example SavedModels that modelhub builds itself, so nothing is ever downloaded.
 
-    python -m hub.examples OUT_DIR [--large-mb N]
+    python -m hub.examples OUT_DIR [--large-mb N] [--determinant]
 
 - `half_plus_two`: y = 0.5 * x + 2, `x` float32 [None] -> `y` (TF Serving's classic test model).
 - `image_classifier`: a small Keras CNN, 32x32x3 images -> 10 class probabilities.
 - `multi_io`: named inputs of several dtypes (a string among them) and several named outputs.
 - `large` (only with --large-mb): a model whose weights are N MB of random floats.
+- `determinant` (only with --determinant): an op TFLite has no builtin for (MatrixDeterminant),
+  for the TFLite conversion path's select-ops handling.
 
 TensorFlow is imported inside the builders: importing it takes seconds.
 """
@@ -113,6 +115,26 @@ def build_multi_io(path: str | Path) -> Path:
     return Path(path)
 
 
+def build_determinant(path: str | Path) -> Path:
+    """A model using an op TFLite has no builtin kernel for: `tf.linalg.det` (MatrixDeterminant)
+    of 2x2 float32 matrices, scaled by a variable. It converts only with select TF ops, which
+    the LiteRT Python package cannot run (it has no Flex delegate)."""
+    import tensorflow as tf
+
+    class Determinant(tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.scale = tf.Variable(2.0, dtype=tf.float32, name="scale")
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 2, 2], tf.float32, name="matrix")])
+        def serve(self, matrix):
+            return {"det": self.scale * tf.linalg.det(matrix)}
+
+    module = Determinant()
+    tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
+    return Path(path)
+
+
 def build_large(path: str | Path, megabytes: int, seed: int = 0) -> Path:
     """A SavedModel whose variables hold `megabytes` MB of random float32 (for transfer tests)."""
     import numpy as np
@@ -153,11 +175,15 @@ def main() -> None:
     parser.add_argument("out_dir")
     parser.add_argument("--large-mb", type=int, default=0,
                         help="also build `large`, a model with this many MB of weights")
+    parser.add_argument("--determinant", action="store_true",
+                        help="also build `determinant`, which needs select TF ops as TFLite")
     args = parser.parse_args()
     for name, path in build_all(args.out_dir).items():
         print(f"{name}: {path}")
     if args.large_mb:
         print(f"large: {build_large(Path(args.out_dir) / 'large', args.large_mb)}")
+    if args.determinant:
+        print(f"determinant: {build_determinant(Path(args.out_dir) / 'determinant')}")
 
 
 if __name__ == "__main__":

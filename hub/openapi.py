@@ -10,6 +10,9 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from schemas.api import (
     AliasRequestSchema,
     AliasSchema,
+    ArtifactListSchema,
+    ConvertRequestSchema,
+    CreatedArtifactSchema,
     ErrorSchema,
     ModelDetailSchema,
     ModelListSchema,
@@ -25,6 +28,8 @@ NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "stri
 VERSION = {"name": "version", "in": "path", "required": True,
            "schema": {"type": "integer", "minimum": 1}}
 ALIAS = {"name": "alias", "in": "path", "required": True, "schema": {"type": "string"}}
+ARTIFACT = {"name": "artifact", "in": "path", "required": True, "schema": {"type": "string"},
+            "description": "artifact name: tflite-<quantize>[-<signature>], e.g. tflite-int8"}
 PATH = {"name": "path", "in": "path", "required": True, "schema": {"type": "string"},
         "description": "file path inside the SavedModel, e.g. variables/variables.index"}
 
@@ -95,6 +100,27 @@ def _operations() -> dict[str, dict]:
                 "206": {"description": "a byte range", "content": {"application/octet-stream": BINARY}},
                 "304": {"description": "not modified"},
                 **_errors(401, 404, 416)}}},
+        "/api/v1/models/{name}/versions/{version}/artifacts": {
+            "get": {"summary": "The version's artifacts (e.g. TFLite conversions) and their records",
+                    "parameters": [NAME, VERSION],
+                    "responses": {**_ok("artifacts", "ArtifactList"), **_errors(400, 401, 404)}},
+            "post": {
+                "summary": "Convert the version to TFLite, check parity with the SavedModel, and "
+                           "store the result as the artifact tflite-<quantize>[-<signature>] "
+                           "(create-only; 409 if it exists, 422 if conversion or parity fails)",
+                "security": write, "parameters": [NAME, VERSION],
+                "requestBody": {"required": True, "content": _json("ConvertRequest")},
+                "responses": {**_ok("the new artifact's record", "CreatedArtifact", "201"),
+                              **_errors(400, 401, 403, 404, 409, 413, 422)}}},
+        "/api/v1/models/{name}/versions/{version}/artifacts/{artifact}": {"get": {
+            "summary": "An artifact's file (e.g. model.tflite); ETag is its sha256; supports "
+                       "Range and If-None-Match",
+            "parameters": [NAME, VERSION, ARTIFACT],
+            "responses": {
+                "200": {"description": "the file", "content": {"application/octet-stream": BINARY}},
+                "206": {"description": "a byte range", "content": {"application/octet-stream": BINARY}},
+                "304": {"description": "not modified"},
+                **_errors(401, 404, 416)}}},
         "/api/v1/models/{name}/aliases/{alias}": {
             "put": {"summary": "Point an alias at a version (compare-and-swap with expected_version)",
                     "security": write, "parameters": [NAME, ALIAS],
@@ -134,6 +160,9 @@ def openapi_spec() -> dict:
                          ("ModelDetail", ModelDetailSchema), ("VersionList", VersionListSchema),
                          ("Manifest", ManifestSchema), ("PublishMetadata", PublishMetadataSchema),
                          ("AliasRequest", AliasRequestSchema), ("Alias", AliasSchema),
+                         ("ConvertRequest", ConvertRequestSchema),
+                         ("ArtifactList", ArtifactListSchema),
+                         ("CreatedArtifact", CreatedArtifactSchema),
                          ("TokenRequest", TokenRequestSchema), ("Token", TokenSchema)]:
         spec.components.schema(name, schema=schema)
     for path, operations in _operations().items():

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from schemas.errors import InvalidReference
-from schemas.manifest import ALIAS_PATTERN, NAME_PATTERN
+from schemas.manifest import ALIAS_PATTERN, ARTIFACT_PATTERN, NAME_PATTERN
 
 
 def check_name(name: str) -> str:
@@ -25,6 +25,14 @@ def check_alias(alias: str) -> str:
             f"invalid alias {alias!r}: use lower-case letters, digits, '.', '_' and '-', "
             f"starting with a letter, at most 64 characters, and not {LATEST!r}")
     return alias
+
+
+def check_artifact_name(artifact: str) -> str:
+    if not isinstance(artifact, str) or not ARTIFACT_PATTERN.match(artifact):
+        raise InvalidReference(
+            f"invalid artifact name {artifact!r}: use letters, digits, '.', '_' and '-', "
+            "starting with a letter or digit, at most 200 characters")
+    return artifact
 
 
 def check_version(version: int | str) -> int:

@@ -6,9 +6,13 @@ Store layout (the heart of correctness)::
     models/<name>/versions/<n>.json         manifest of version n; create-only; exists = published
     models/<name>/aliases/<alias>.json      {"version": n, ...}; moved by compare-and-swap
     models/<name>/deleted/<n>.json          tombstone: version n was deleted and is never reused
+    models/<name>/artifacts/<n>/<a>.json    artifact a of version n (e.g. tflite-int8): its file's
+                                            path, size, sha256 (a blob), kind and metadata; create-only
 
 Publishing uploads blobs first and writes the manifest last, create-only, so a crash at any point
 leaves no visible half version and two publishers racing for version n cannot both win.
+Artifacts (files derived from a version, like a TFLite conversion) are added the same way later,
+beside the manifest, which is never rewritten; reading a manifest fills in its `artifacts`.
 Every byte read back is checked against its sha256 before it is handed over.
 """
 from __future__ import annotations
@@ -28,6 +32,8 @@ from typing import Callable, Iterable, Iterator
 
 from schemas.errors import (
     AliasNotFound,
+    ArtifactExists,
+    ArtifactNotFound,
     ConcurrentModification,
     FileNotInVersion,
     IntegrityError,
@@ -41,15 +47,28 @@ from schemas.errors import (
     VersionInUse,
     VersionNotFound,
 )
-from schemas.manifest import MANIFEST_SCHEMA_VERSION, dump_manifest, load_manifest
+from schemas.manifest import (
+    MANIFEST_SCHEMA_VERSION,
+    dump_artifact,
+    dump_manifest,
+    load_artifact,
+    load_manifest,
+)
 
 from storage import ObjectStore, open_store
 
 from .archive import safe_extract, saved_model_root, tar_gz_chunks
 from storage.hashing import TrailingHasher
 
-from .bundle import check_digest, scan_folder, staged_folder, verified_chunks
-from .refs import Reference, check_alias, check_name, check_version, parse_reference
+from .bundle import check_digest, scan_folder, staged_file, staged_folder, verified_chunks
+from .refs import (
+    Reference,
+    check_alias,
+    check_artifact_name,
+    check_name,
+    check_version,
+    parse_reference,
+)
 from .signatures import read_saved_model_info
 from .transfer import parallel_map
 
@@ -76,6 +95,16 @@ def alias_key(name: str, alias: str) -> str:
 
 def tombstone_key(name: str, version: int) -> str:
     return f"models/{name}/deleted/{version}.json"
+
+
+def artifacts_prefix(name: str, version: int | None = None) -> str:
+    """Where the artifact records of one version (or, without `version`, of every version) live."""
+    base = f"models/{name}/artifacts/"
+    return base if version is None else f"{base}{version}/"
+
+
+def artifact_key(name: str, version: int, artifact: str) -> str:
+    return f"{artifacts_prefix(name, version)}{artifact}.json"
 
 
 def _json_bytes(obj: object) -> bytes:
@@ -139,7 +168,9 @@ class Registry:
         check_name(name)
         return self._model_keys(name)[0]
 
-    def manifest(self, name: str, version: int) -> dict:
+    def manifest(self, name: str, version: int, *, artifacts: bool = True) -> dict:
+        """Version `version` of `name`; with `artifacts` (one more listing) its artifact records
+        are filled in, so that readers see conversions added after publishing."""
         check_name(name)
         check_version(version)
         try:
@@ -155,6 +186,8 @@ class Registry:
             raise IntegrityError(f"{where} is not valid JSON: {e}") from e
         if manifest["name"] != name or manifest["version"] != version:
             raise IntegrityError(f"{where} describes {manifest['name']}/{manifest['version']}")
+        if artifacts:
+            manifest["artifacts"] = {**manifest["artifacts"], **self.artifacts(name, version)}
         return manifest
 
     def aliases(self, name: str) -> dict[str, int]:
@@ -165,11 +198,12 @@ class Registry:
                 found[alias] = self.store.get_json(alias_key(name, alias))["version"]
         return found
 
-    def get(self, ref: str | Reference) -> dict:
-        """The manifest a reference points to now (one manifest read)."""
+    def get(self, ref: str | Reference, *, artifacts: bool = True) -> dict:
+        """The manifest a reference points to now (one manifest read, and with `artifacts` one
+        listing of its artifact records)."""
         ref = parse_reference(ref) if isinstance(ref, str) else ref
         if ref.version is not None:
-            return self.manifest(ref.name, ref.version)
+            return self.manifest(ref.name, ref.version, artifacts=artifacts)
         if ref.alias is not None:
             try:
                 version = self.store.get_json(alias_key(ref.name, ref.alias))["version"]
@@ -178,17 +212,17 @@ class Registry:
                     raise ModelNotFound(f"model {ref.name!r} not found") from None
                 raise AliasNotFound(f"model {ref.name!r} has no alias {ref.alias!r}") from None
             try:
-                return self.manifest(ref.name, version)
+                return self.manifest(ref.name, version, artifacts=artifacts)
             except VersionNotFound:
                 raise VersionNotFound(f"alias {ref} points to version {version}, which was deleted") from None
         versions = self.versions(ref.name)
         if not versions:
             raise ModelNotFound(f"model {ref.name!r} not found")
-        return self.manifest(ref.name, versions[-1])
+        return self.manifest(ref.name, versions[-1], artifacts=artifacts)
 
     def resolve(self, ref: str | Reference) -> tuple[str, int]:
         """(name, version) that a reference points to now."""
-        manifest = self.get(ref)
+        manifest = self.get(ref, artifacts=False)
         return manifest["name"], manifest["version"]
 
     def list_models(self, query: str | None = None) -> list[dict]:
@@ -199,7 +233,7 @@ class Registry:
             if not versions:
                 return None
             try:
-                latest = self.manifest(name, versions[-1])
+                latest = self.manifest(name, versions[-1], artifacts=False)
             except (VersionNotFound, InvalidManifest, IntegrityError) as e:
                 # Deleted since the listing, or damaged: one model must not break the list.
                 log.warning("leaving %s out of the model list: %s", name, e)
@@ -312,7 +346,7 @@ class Registry:
                   expected_version: int | None = None) -> dict:
         """Point `name@alias` at `version`. With `expected_version`, only if it points there now."""
         check_alias(alias)
-        self.manifest(name, version)  # the target must exist
+        self.manifest(name, version, artifacts=False)  # the target must exist
         key = alias_key(name, alias)
         for _ in range(PUBLISH_ATTEMPTS):
             try:
@@ -352,11 +386,115 @@ class Registry:
             raise AliasNotFound(f"model {name!r} has no alias {alias!r}")
         self.store.delete(key)
 
+    # --- artifacts ----------------------------------------------------------------------------
+
+    def _artifact_keys(self, name: str, version: int | None = None) -> dict[tuple[int, str], str]:
+        """{(version, artifact): record key} of one version, or of every version of `name`."""
+        prefix = artifacts_prefix(name)
+        found = {}
+        for key in self.store.list_keys(artifacts_prefix(name, version)):
+            number, _, leaf = key[len(prefix):].partition("/")
+            if number.isdigit() and leaf.endswith(".json") and "/" not in leaf:
+                found[(int(number), leaf[:-5])] = key
+        return found
+
+    def artifacts(self, name: str, version: int) -> dict[str, dict]:
+        """{artifact name: record} of one version (a damaged record is left out, with a warning)."""
+        check_name(name)
+        check_version(version)
+
+        def read(item: tuple[tuple[int, str], str]) -> tuple[str, dict] | None:
+            (_, artifact), key = item
+            try:
+                return artifact, load_artifact(self.store.get_json(key), key)
+            except ObjectNotFound:
+                return None  # removed since the listing (its version is being deleted)
+            except (InvalidManifest, ValueError) as e:
+                log.warning("leaving out artifact %s of %s/%s: %s", artifact, name, version, e)
+                return None
+
+        return dict(r for r in parallel_map(read, self._artifact_keys(name, version).items()) if r)
+
+    def artifact(self, name: str, version: int, artifact: str) -> dict:
+        """The record of one artifact of a version."""
+        check_name(name)
+        check_artifact_name(artifact)
+        key = artifact_key(name, version, artifact)
+        try:
+            data = self.store.get_json(key)
+        except ObjectNotFound:
+            self.manifest(name, version, artifacts=False)  # raises if the version is gone
+            present = ", ".join(sorted(self.artifacts(name, version))) or "none"
+            raise ArtifactNotFound(f"{name}/{version} has no artifact {artifact!r} "
+                                   f"(it has: {present})") from None
+        except ValueError as e:
+            raise IntegrityError(f"artifact record {key} is not valid JSON: {e}") from e
+        return load_artifact(data, f"artifact {artifact} of {name}/{version}")
+
+    def add_artifact(self, name: str, version: int, artifact: str, file_path: str | Path,
+                     kind: str, metadata: dict, *, path: str | None = None) -> dict:
+        """Store the file at `file_path` as artifact `artifact` of `name/version`, create-only:
+        its bytes as a blob (shared like every file), then its record. The version's manifest
+        and files are not touched. `path` is the file name the artifact is known by (default:
+        `file_path`'s name). Returns the record."""
+        check_artifact_name(artifact)
+        self.manifest(name, version, artifacts=False)  # the version must exist
+        key = artifact_key(name, version, artifact)
+        exists = ArtifactExists(f"{name}/{version} already has an artifact {artifact!r}; "
+                                "artifacts are never overwritten")
+        if self.store.exists(key):
+            raise exists  # before uploading anything
+        digest, size = self.store.put_content_addressed(file_path, blob_key)
+        record = dump_artifact({
+            "path": path or Path(file_path).name, "size": size, "sha256": digest, "kind": kind,
+            "metadata": {"created": datetime.now(timezone.utc).isoformat(), **metadata}})
+        # Tells our own write apart from a rival's when a lost response makes the store retry.
+        write_id = uuid.uuid4().hex
+        try:
+            self.store.put_if_absent(key, _json_bytes({**record, "write_id": write_id}))
+        except ObjectExists:
+            ours = False
+            with contextlib.suppress(ObjectNotFound, ValueError, AttributeError):
+                ours = self.store.get_json(key).get("write_id") == write_id
+            if not ours:
+                raise exists from None
+        if self.store.exists(tombstone_key(name, version)):
+            self.store.delete(key)  # the version was deleted meanwhile: leave nothing behind
+            raise VersionNotFound(f"{name}/{version} was deleted")
+        if not self.store.exists(blob_key(digest)):  # see _publish_folder: a racing gc
+            self.store.put_content_addressed(file_path, blob_key)
+        return load_artifact(record)
+
+    def artifact_chunks(self, manifest: dict, artifact: str, record: dict, start: int = 0,
+                        end: int | None = None) -> Iterator[bytes]:
+        """The bytes of one artifact, verified like `file_chunks`."""
+        label = f"artifact {artifact} of {manifest['name']}/{manifest['version']}"
+        return self._blob_chunks(record, label, start, end)
+
+    def pull_artifact(self, ref: str | Reference, artifact: str, dest_file: str | Path, *,
+                      on_progress: Progress | None = None) -> dict:
+        """Write one artifact of a version to the file `dest_file`, verified: it is downloaded
+        beside it and renamed into place only if its sha256 matches. Returns the record."""
+        manifest = self.get(ref, artifacts=False)
+        record = self.artifact(manifest["name"], manifest["version"], artifact)
+        label = f"artifact {artifact} of {manifest['name']}/{manifest['version']}"
+        with staged_file(dest_file) as temp:
+            hasher = TrailingHasher(temp, on_progress)
+            try:
+                self.store.get_file(blob_key(record["sha256"]), temp, hasher.advance)
+                check_digest(label, record["sha256"], record["size"], hasher.finish())
+            except ObjectNotFound:
+                raise IntegrityError(f"{label} is missing from the store") from None
+            finally:
+                hasher.close()
+        return record
+
     # --- deleting and gc ----------------------------------------------------------------------
 
     def delete_version(self, name: str, version: int) -> None:
-        """Delete a version. Its number is never reused; its blobs go at the next `gc`."""
-        self.manifest(name, version)
+        """Delete a version and its artifacts. Its number is never reused; its blobs go at the
+        next `gc`."""
+        self.manifest(name, version, artifacts=False)
         self._check_unaliased(name, version)
         # Tombstone first, aliases checked again after: an alias set meanwhile either sees the
         # tombstone (and backs out, see set_alias) or is seen here (and this delete backs out).
@@ -369,6 +507,10 @@ class Registry:
             self.store.delete(tombstone_key(name, version))  # the manifest still holds n
             raise
         self.store.delete(manifest_key(name, version))
+        # After the tombstone: an artifact added meanwhile sees it and removes its own record
+        # (see add_artifact); a delete cut short here leaves records that `gc` removes.
+        for key in self.store.list_keys(artifacts_prefix(name, version)):
+            self.store.delete(key)
 
     def _check_unaliased(self, name: str, version: int) -> None:
         holders = sorted(a for a, v in self.aliases(name).items() if v == version)
@@ -377,20 +519,33 @@ class Registry:
                                f"{', '.join(holders)}; move or remove them first")
 
     def gc(self, grace: timedelta = timedelta(hours=24)) -> dict:
-        """Remove blobs no manifest references, last touched more than `grace` ago, and
-        leftovers of interrupted writes. `grace` must exceed the longest publish in flight."""
+        """Remove blobs that no manifest and no artifact record references, last touched more
+        than `grace` ago, and leftovers of interrupted writes (temp files, multipart uploads,
+        artifact records of deleted versions). `grace` must exceed the longest publish or
+        conversion in flight."""
         cutoff = datetime.now(timezone.utc) - grace
         # Blobs are listed before manifests are read: a blob uploaded after this listing is not
         # a candidate, and one listed here but referenced by a manifest written since was
         # touched or uploaded within `grace`.
         candidates = [info for info in self.store.list("blobs/sha256/") if info.modified < cutoff]
         referenced = set()
+        removed_records = 0
         for name in self.model_names():
-            for version in self.versions(name):
+            versions, deleted, _ = self._model_keys(name)
+            for version in versions:
                 with contextlib.suppress(VersionNotFound):
-                    manifest = self.manifest(name, version)
+                    manifest = self.manifest(name, version, artifacts=False)
                     referenced.update(f["sha256"] for f in manifest["files"])
                     referenced.update(a["sha256"] for a in manifest["artifacts"].values())
+            for (version, _), key in self._artifact_keys(name).items():
+                if version in deleted and version not in versions:
+                    self.store.delete(key)  # left behind by an interrupted delete_version
+                    removed_records += 1
+                    continue
+                try:
+                    referenced.add(load_artifact(self.store.get_json(key), key)["sha256"])
+                except (ObjectNotFound, InvalidManifest, ValueError) as e:
+                    log.warning("gc: skipping artifact record %s: %s", key, e)
         removed = freed = 0
         for info in candidates:
             if info.key.rsplit("/", 1)[-1] in referenced:
@@ -405,7 +560,8 @@ class Registry:
             removed += 1
             freed += info.size
         incomplete = self.store.cleanup_incomplete(cutoff)
-        return {"removed_blobs": removed, "freed_bytes": freed, "removed_incomplete": incomplete}
+        return {"removed_blobs": removed, "freed_bytes": freed, "removed_incomplete": incomplete,
+                "removed_artifact_records": removed_records}
 
     # --- fetching -----------------------------------------------------------------------------
 
@@ -421,6 +577,10 @@ class Registry:
         iterator raises `IntegrityError` at the end on a mismatch); a range cannot be, so whoever
         reassembles ranges checks the sha256 of the whole."""
         label = f"file {entry['path']} of {manifest['name']}/{manifest['version']}"
+        return self._blob_chunks(entry, label, start, end)
+
+    def _blob_chunks(self, entry: dict, label: str, start: int = 0,
+                     end: int | None = None) -> Iterator[bytes]:
         try:
             chunks = self.store.open(blob_key(entry["sha256"]), start, end)
         except ObjectNotFound:

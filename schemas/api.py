@@ -1,11 +1,32 @@
 """Request and response bodies of the hub HTTP API (`/api/v1`). Also the source of its OpenAPI."""
 from __future__ import annotations
 
-from marshmallow import EXCLUDE, RAISE, Schema, fields, validate
+import base64
+import binascii
 
-from schemas.manifest import ALIAS_PATTERN, TAG_KEY_PATTERN
+from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate
+
+from schemas.manifest import ALIAS_PATTERN, TAG_KEY_PATTERN, ArtifactSchema
 
 SCOPES = ("read", "write", "admin")
+#: TFLite conversion modes: none (float32), dynamic (int8 weights, float activations),
+#: float16 (float16 weights), int8 (full integer, calibrated on samples; float32 inputs/outputs).
+QUANTIZE_MODES = ("none", "dynamic", "float16", "int8")
+
+
+class Base64Bytes(fields.Field):
+    """Bytes sent as a standard base64 string."""
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        return None if value is None else base64.b64encode(value).decode("ascii")
+
+    def _deserialize(self, value, attr, data, **kwargs) -> bytes:
+        if not isinstance(value, str):
+            raise ValidationError("must be a base64 string")
+        try:
+            return base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError) as e:
+            raise ValidationError(f"is not valid base64: {e}") from e
 
 
 class _Request(Schema):
@@ -35,6 +56,33 @@ class AliasRequestSchema(_Request):
 class TokenRequestSchema(_Request):
     scope = fields.Str(required=True, validate=validate.OneOf(SCOPES))
     description = fields.Str(load_default="", validate=validate.Length(max=256))
+
+
+class ParityThresholdsSchema(_Request):
+    """Limits on how far the converted model may stray from the SavedModel; an omitted field
+    keeps the quantization mode's default."""
+
+    max_abs_error = fields.Float(allow_none=True, validate=validate.Range(min=0),
+                                 metadata={"description": "largest |tflite - savedmodel|"})
+    max_rel_error = fields.Float(allow_none=True, validate=validate.Range(min=0), metadata={
+        "description": "largest |tflite - savedmodel| / largest |savedmodel|, per output"})
+    min_top1_agreement = fields.Float(allow_none=True, validate=validate.Range(min=0, max=1),
+                                      metadata={"description": "classifier outputs: share of "
+                                                "rows whose arg-max agrees"})
+
+
+class ConvertRequestSchema(_Request):
+    """`POST .../versions/{version}/artifacts`: convert the version and store the result."""
+
+    to = fields.Str(load_default="tflite", validate=validate.OneOf(["tflite"]))
+    quantize = fields.Str(load_default="dynamic", validate=validate.OneOf(QUANTIZE_MODES))
+    signature = fields.Str(allow_none=True, load_default=None, validate=validate.Length(min=1, max=200))
+    allow_select_tf_ops = fields.Bool(load_default=False)
+    thresholds = fields.Nested(ParityThresholdsSchema, load_default=dict)
+    samples = Base64Bytes(allow_none=True, load_default=None, metadata={
+        "type": "string", "format": "byte",
+        "description": "an .npz file, base64: one array per input name, first axis = samples; "
+                       "omitted: samples are generated from the signature"})
 
 
 class ListQuerySchema(Schema):
@@ -106,6 +154,18 @@ class AliasSchema(Schema):
     version = fields.Int()
     previous = fields.Int(allow_none=True)
     updated = fields.Str()
+
+
+class ArtifactListSchema(Schema):
+    name = fields.Str()
+    version = fields.Int()
+    artifacts = fields.Dict(keys=fields.Str(), values=fields.Nested(ArtifactSchema))
+
+
+class CreatedArtifactSchema(ArtifactSchema):
+    name = fields.Str(metadata={"description": "the model"})
+    version = fields.Int()
+    artifact = fields.Str(metadata={"description": "the new artifact's name, e.g. tflite-int8"})
 
 
 class TokenSchema(Schema):

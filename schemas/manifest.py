@@ -19,6 +19,8 @@ NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
 #: Aliases (TF Serving version labels) start with a letter, so they never look like versions.
 ALIAS_PATTERN = re.compile(r"^[a-z][a-z0-9._-]{0,63}$")
 SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
+#: Artifact names (`tflite-int8`, `tflite-none-classify`): they become store keys and URL parts.
+ARTIFACT_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 #: Tags are free text but bounded, so a manifest stays small.
 TAG_KEY_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}$")
 
@@ -69,6 +71,11 @@ class ArtifactSchema(_Strict):
     kind = fields.Str(load_default="")
     metadata = fields.Dict(keys=fields.Str(), load_default=dict)
 
+    @validates("path")
+    def _safe_path(self, value: str, **_) -> None:
+        if not is_safe_relative_path(value):
+            raise ValidationError(f"unsafe file path {value!r}")
+
 
 class ManifestSchema(_Strict):
     schema_version = fields.Int(required=True,
@@ -89,6 +96,8 @@ class ManifestSchema(_Strict):
     license = fields.Str(allow_none=True, load_default=None, validate=validate.Length(max=256))
     model_card = fields.Str(allow_none=True, load_default=None,
                             validate=validate.Length(max=1_000_000))
+    #: Not written at publish time: filled on read from the version's artifact records, which
+    #: are added later, create-only, beside the (never rewritten) manifest.
     artifacts = fields.Dict(keys=fields.Str(), values=fields.Nested(ArtifactSchema),
                             load_default=dict)
     publish_id = fields.Str(allow_none=True, load_default=None)
@@ -103,6 +112,20 @@ class ManifestSchema(_Strict):
 
 
 _MANIFEST = ManifestSchema()
+_ARTIFACT = ArtifactSchema()
+
+
+def load_artifact(data: object, where: str = "artifact record") -> dict:
+    """Validate an artifact record read from anywhere (store, HTTP)."""
+    try:
+        return _ARTIFACT.load(data)
+    except ValidationError as e:
+        raise InvalidManifest(f"{where} is invalid: {e.messages}") from e
+
+
+def dump_artifact(record: dict) -> dict:
+    """Validate an artifact record about to be written and return its JSON-ready form."""
+    return _ARTIFACT.dump(load_artifact(_ARTIFACT.dump(record), "new artifact record"))
 
 
 def load_manifest(data: object, where: str = "manifest") -> dict:
