@@ -252,19 +252,20 @@ class ModelManager:
     def _fetch_tflite(self, name: str, version: int, manifest: dict, quantize: str) -> dict[str, Path]:
         """The version's TFLite artifacts for one quantization mode (one per converted
         signature), pulled into the cache (verified) if not there yet."""
-        from hub.convert import artifact_name
-
         files = {}
-        for signature_name in manifest["signatures"]:
-            artifact = artifact_name(quantize, None if signature_name == "serving_default"
-                                     else signature_name)
-            if artifact not in manifest["artifacts"]:
+        for artifact, record in sorted(manifest["artifacts"].items()):
+            metadata = record.get("metadata") or {}
+            if record.get("kind") != "tflite" or metadata.get("quantize") != quantize:
                 continue
+            if metadata.get("select_tf_ops"):
+                raise InvalidModel(f"{name}/{version} artifact {artifact} needs TensorFlow ops "
+                                   f"({', '.join(metadata['select_tf_ops'])}) that LiteRT here "
+                                   "cannot run; serve it with --runtime tensorflow")
             path = self.cache_dir / name / f"{version}.artifacts" / f"{artifact}.tflite"
             if not path.exists():
                 path.parent.mkdir(parents=True, exist_ok=True)
                 self.registry.pull_artifact(f"{name}/{version}", artifact, path)
-            files[signature_name] = path
+            files[metadata.get("signature") or "serving_default"] = path
         if not files:
             raise InvalidModel(f"{name}/{version} has no TFLite artifact for --quantize "
                                f"{quantize}; make one with `modelhub convert {name}/{version} "
