@@ -484,7 +484,7 @@ def _default_workers(role: str) -> int:
 @click.option("--runtime", type=click.Choice(["tensorflow", "tflite"]), default="tensorflow",
               show_default=True, help="Run the SavedModel, or the version's TFLite artifact with "
               "LiteRT (the numbers a device will produce).")
-@click.option("--tflite-quantize", type=click.Choice(["none", "dynamic", "float16", "int8"]),
+@click.option("--tflite-quantize", type=click.Choice(QUANTIZE_MODES),
               default="dynamic", show_default=True,
               help="With --runtime tflite: which conversion (quantization mode) to run.")
 @click.option("--batching/--no-batching", default=True, show_default=True,

@@ -42,6 +42,7 @@ takes seconds, and the command line must start fast.
 from __future__ import annotations
 
 import io
+import math
 import os
 import re
 import tempfile
@@ -69,6 +70,9 @@ KIND = "tflite"
 TFLITE_PATH = "model.tflite"
 DEFAULT_SIGNATURE = "serving_default"
 GENERATED_SAMPLES = 32
+#: A samples file's limits: representative datasets are a few hundred samples.
+MAX_SAMPLES = 2000
+MAX_SAMPLE_BYTES = 1024**3
 SEED = 0
 #: Size given to unknown dimensions (other than a batch axis) of generated samples.
 UNKNOWN_DIM = 8
@@ -148,6 +152,37 @@ def _dtype_matches(array: np.ndarray, dtype: str) -> bool:
     return dtype in _NUMPY_DTYPES and array.dtype == np.dtype(dtype)
 
 
+def _check_npz_sizes(stream, where: str, how: str) -> None:
+    """Read every member's .npy header, before any data: a few KB of deflated zeros can declare
+    gigabytes, and the samples are held in memory (and each is run through both models)."""
+    total = 0
+    try:
+        with zipfile.ZipFile(stream) as archive:
+            for info in archive.infolist():
+                if not info.filename.endswith(".npy"):
+                    raise InvalidArgument(f"{where}: member {info.filename!r} is not an .npy "
+                                          f"array; {how}")
+                with archive.open(info) as member:
+                    version = np.lib.format.read_magic(member)
+                    if version == (1, 0):
+                        shape, _, dtype = np.lib.format.read_array_header_1_0(member)
+                    elif version == (2, 0):
+                        shape, _, dtype = np.lib.format.read_array_header_2_0(member)
+                    else:
+                        raise InvalidArgument(f"{where}: member {info.filename!r} uses .npy "
+                                              f"format {version}; save it with numpy.savez")
+                if shape and shape[0] > MAX_SAMPLES:
+                    raise InvalidArgument(f"{where}: {shape[0]} samples in "
+                                          f"{info.filename[:-4]!r}; at most {MAX_SAMPLES} are "
+                                          "used for calibration and parity")
+                total += math.prod(shape) * dtype.itemsize
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+        raise InvalidArgument(f"{where} is not a readable .npz ({_first_line(e)}); {how}") from e
+    if total > MAX_SAMPLE_BYTES:
+        raise InvalidArgument(f"{where} holds {total / 2**20:.0f} MiB of arrays; at most "
+                              f"{MAX_SAMPLE_BYTES // 2**20} MiB")
+
+
 def load_samples(source: str | Path | bytes, inputs: dict[str, dict],
                  signature: str = DEFAULT_SIGNATURE) -> dict[str, np.ndarray]:
     """Read and check an .npz of samples for a signature's `inputs` (name -> spec)."""
@@ -158,6 +193,9 @@ def load_samples(source: str | Path | bytes, inputs: dict[str, dict],
     how = "write one with numpy.savez(path, <input name>=<array>, ...)"
     if not zipfile.is_zipfile(stream):  # an .npz is a zip of .npy files
         raise InvalidArgument(f"{where} is not an .npz archive; {how}")
+    _check_npz_sizes(stream, where, how)
+    if hasattr(stream, "seek"):
+        stream.seek(0)
     try:
         with np.load(stream, allow_pickle=False) as data:
             arrays = {key: data[key] for key in data.files}

@@ -530,7 +530,10 @@ class Registry:
         candidates = [info for info in self.store.list("blobs/sha256/") if info.modified < cutoff]
         referenced = set()
         removed_records = 0
-        for name in self.model_names():
+        # Every name with any key: a model whose last version was deleted may still hold the
+        # artifact records an interrupted delete_version left behind.
+        names = sorted({key.split("/")[1] for key in self.store.list_keys("models/")})
+        for name in names:
             versions, deleted, _ = self._model_keys(name)
             for version in versions:
                 with contextlib.suppress(VersionNotFound):

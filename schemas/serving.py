@@ -16,11 +16,11 @@ from __future__ import annotations
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
+from schemas.api import QUANTIZE_MODES
 from schemas.errors import InvalidArgument
 from schemas.manifest import NAME_PATTERN
 
 DEVICE_PATTERN = r"^(auto|cpu|tpu|gpu(:\d+)?)$"
-QUANTIZE_MODES = ("none", "dynamic", "float16", "int8")
 
 
 class BatchingSchema(Schema):

@@ -80,6 +80,7 @@ class _Task:
     key: tuple
     done: threading.Event = field(default_factory=threading.Event)
     lead: bool = False
+    alone: bool = False  # its merged call failed: run it again by itself, on its own thread
     outputs: Arrays | None = None
     error: BaseException | None = None
 
@@ -103,12 +104,13 @@ class Batcher:
         self._queue: collections.deque[_Task] = collections.deque()
         self._queued_rows = 0
         self._running = 0
+        self._filling = 0  # leaders waiting (batch_timeout_micros) for their batch to fill
         self._lock = threading.Condition()
         self._capacity = options.max_enqueued_batches * options.max_batch_size
 
     def __call__(self, arrays: Arrays) -> Arrays:
         rows = _rows(arrays)
-        if rows is None:  # inputs disagree on dimension 0: not ours to merge; TF will say why
+        if not rows:  # no rows, or inputs that disagree on dimension 0 (TF will say why)
             return self._run(arrays)
         task = _Task(arrays, rows, _key(arrays))
         with self._lock:
@@ -118,24 +120,33 @@ class Batcher:
                                  "retry shortly")
             self._queue.append(task)
             self._queued_rows += rows
-            if self._running < self.options.num_batch_threads:
+            if self._filling:
+                self._lock.notify_all()  # join the batch a leader is waiting to fill
+            elif self._running < self.options.num_batch_threads:
                 self._running += 1
                 task.lead = True
-            elif self.options.batch_timeout_micros:
-                self._lock.notify_all()  # a leader may be waiting for its batch to fill
         if not task.lead:
             task.done.wait()
         if task.lead:
             self._lead(task)
+        elif task.alone:
+            self._run_alone(task)
         if task.error is not None:
             raise task.error
         return task.outputs
 
     def _lead(self, own: _Task) -> None:
         """Run one batch that includes `own`, then pass the lead on."""
+        batch = [own]
         try:
             batch = self._take(own)
             self._run_batch(batch)
+        except BaseException as e:  # e.g. KeyboardInterrupt: no batch mate may wait forever
+            for task in batch:
+                if task is not own and not task.done.is_set():
+                    task.error = e
+                    task.done.set()
+            raise
         finally:
             with self._lock:
                 waiting = next((t for t in self._queue if not t.lead), None)
@@ -163,7 +174,11 @@ class Batcher:
                 remaining = deadline - time.monotonic()
                 if rows >= limit or remaining <= 0:
                     return batch
-                self._lock.wait(remaining)
+                self._filling += 1
+                try:
+                    self._lock.wait(remaining)
+                finally:
+                    self._filling -= 1
 
     def _remove(self, task: _Task) -> None:
         self._queue.remove(task)
@@ -183,10 +198,12 @@ class Batcher:
             outputs = self._run(_stack([t.arrays for t in batch], size - rows))
             _check_rows(outputs, size)
         except Exception:
-            # One bad request must not fail the others: run each on its own.
-            for task in batch:
-                self._run_alone(task)
+            # One bad request must not fail the others: each runs again by itself, on its own
+            # thread, so they go in parallel and only the bad one fails.
+            for task in batch[1:]:
+                task.alone = True
                 task.done.set()
+            self._run_alone(batch[0])
             return
         start = 0
         for task in batch:
@@ -197,7 +214,7 @@ class Batcher:
     def _run_alone(self, task: _Task) -> None:
         try:
             task.outputs = self._run(task.arrays)
-        except Exception as e:  # raised on the task's own thread
+        except Exception as e:  # re-raised on the task's own thread
             task.error = e
 
 

@@ -9,7 +9,8 @@ simdjson straight into a float64 buffer instead (about 4x faster), and only when
   whitespace removed, must be exactly the bracket-and-comma skeleton of the shape found by
   descending the first elements. Anything else there (a string, a key, `true`, a ragged row)
   makes them differ. Since that text then holds no quotes, it is one JSON value: the tensor;
-- every value fits a double exactly (integers below 2**53), as orjson's parse would give.
+- every value fits a double exactly (integers below 2**53), as orjson's parse would give;
+- no key is repeated (orjson keeps the last value, simdjson the first).
 
 Every other body, and every case the fast path declines, goes through orjson unchanged, so
 errors and results are the same either way.
@@ -43,17 +44,20 @@ def _fast(raw: bytes) -> dict | None:
     try:
         # A parser per call: its proxies must not outlive it, and requests run on many threads.
         document = simdjson.Parser().parse(raw)
-    except ValueError:
-        return None  # malformed: orjson reports it
+    except (ValueError, RuntimeError):
+        return None  # malformed, or nested too deep: orjson reports it
     if not isinstance(document, simdjson.Object):
         return None
+    keys = list(document.keys())
+    if len(keys) != len(set(keys)):
+        return None  # orjson keeps a repeated key's last value, simdjson its first
     tensors = [key for key in TENSOR_KEYS if isinstance(document.get(key), simdjson.Array)]
     if len(tensors) != 1:
         return None
     array = _regular_numbers(raw, document[tensors[0]])
     if array is None:
         return None
-    body = {key: document[key] for key in document.keys() if key != tensors[0]}
+    body = {key: document[key] for key in keys if key != tensors[0]}
     body = {key: _python(value) for key, value in body.items()}
     body[tensors[0]] = array
     return body

@@ -23,6 +23,7 @@ from hub.refs import check_alias, check_name
 from hub.registry import Registry
 from schemas.errors import (
     AliasNotFound,
+    ArtifactNotFound,
     InvalidArgument,
     InvalidModel,
     ModelhubError,
@@ -30,7 +31,7 @@ from schemas.errors import (
     NotAvailable,
     VersionNotFound,
 )
-from schemas.serving import QUANTIZE_MODES
+from schemas.api import QUANTIZE_MODES
 
 from .batching import Batcher, BatchingOptions, batchable
 from .devices import check_device, resolve_device
@@ -267,7 +268,7 @@ class ModelManager:
                 self.registry.pull_artifact(f"{name}/{version}", artifact, path)
             files[metadata.get("signature") or "serving_default"] = path
         if not files:
-            raise InvalidModel(f"{name}/{version} has no TFLite artifact for --quantize "
+            raise ArtifactNotFound(f"{name}/{version} has no TFLite artifact for --quantize "
                                f"{quantize}; make one with `modelhub convert {name}/{version} "
                                f"--to tflite --quantize {quantize}`")
         return files
@@ -310,6 +311,8 @@ class ModelManager:
             served.state, served.error = END, f"{type(e).__name__}: {e}"
             served.runtime, served.batchers = None, {}
             served.failed_at = time.monotonic()
+            if isinstance(e, ArtifactNotFound):
+                served.attempts = 0  # not a failure of the version: try again on every poll
             log.error("%s/%d failed to load: %s", name, version, served.error)
 
     @staticmethod

@@ -5,6 +5,7 @@ import base64
 import hashlib
 import io
 import json
+import zipfile
 from datetime import timedelta
 from pathlib import Path
 
@@ -267,6 +268,22 @@ def test_int8_calibrates_on_a_samples_file_or_on_generated_samples(examples, tmp
     assert from_file["parity"]["max_abs_error"] != generated["parity"]["max_abs_error"]
 
 
+def zip_of(**members: bytes) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def npy_header(shape: tuple) -> bytes:
+    """Just the header of a float32 .npy of `shape`: it declares far more than it holds."""
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, {"descr": "<f4", "fortran_order": False,
+                                                  "shape": shape})
+    return buffer.getvalue()
+
+
 BAD_SAMPLES = {
     "not an npz": (b"just some text", "is not an .npz archive"),
     "missing input": (npz(other=np.zeros((2, 3), np.float32)), "lacks input(s) image"),
@@ -275,6 +292,11 @@ BAD_SAMPLES = {
     "wrong dtype": (npz(image=images(2).astype(np.float64)), "is float64, the signature wants float32"),
     "no samples": (npz(image=np.zeros((0, 32, 32, 3), np.float32)), "holds no samples"),
     "object arrays": (npz(image=np.array([None], dtype=object)), "object (pickled) arrays"),
+    "a member that is not an array": (zip_of(x=b"hello"), "member 'x' is not an .npy array"),
+    "too many samples": (zip_of(**{"image.npy": npy_header((2001, 32, 32, 3))}),
+                         "2001 samples in 'image'; at most 2000"),
+    "gigabytes declared": (zip_of(**{"image.npy": npy_header((1000, 512, 1024))}),
+                           "holds 2000 MiB of arrays; at most 1024 MiB"),
 }
 
 
@@ -354,6 +376,19 @@ def test_gc_removes_records_an_interrupted_delete_left_behind(registry, examples
     report = registry.gc(timedelta(0))
     assert report["removed_artifact_records"] == 1
     assert not registry.store.exists(key) and not registry.store.exists(blob_key(record["sha256"]))
+
+
+def test_gc_finds_left_behind_records_of_a_model_with_no_version_left(registry, examples, tmp_path):
+    registry.publish(examples["half_plus_two"], "solo")
+    file = tmp_path / "model.tflite"
+    file.write_bytes(b"the last version's artifact")
+    registry.add_artifact("solo", 1, "tflite-none", file, "tflite", {})
+    key = artifact_key("solo", 1, "tflite-none")
+    body = registry.store.get_bytes(key)
+    registry.delete_version("solo", 1)
+    registry.store.put_bytes(key, body)
+    assert registry.gc(timedelta(0))["removed_artifact_records"] == 1
+    assert not registry.store.exists(key)
 
 
 def test_pull_artifact_writes_only_verified_bytes(registry, examples, tmp_path):

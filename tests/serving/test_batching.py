@@ -47,7 +47,7 @@ def call_concurrently(batcher: Batcher, requests_: list[dict], workers: int = 32
     def one(arrays):
         try:
             return batcher(arrays)
-        except Exception as e:
+        except BaseException as e:
             return e
 
     with ThreadPoolExecutor(workers) as pool:
@@ -143,6 +143,52 @@ def test_batch_timeout_waits_for_a_fuller_batch():
         second = pool.submit(batcher, rows(2.0))
         assert first.result(5)["y"][0, 0] == 3.0 and second.result(5)["y"][0, 0] == 5.0
     assert model.calls == [2]
+
+
+def test_with_a_timeout_staggered_requests_join_the_waiting_batch_even_with_free_threads():
+    model = RecordingModel()
+    batcher = Batcher(model, BatchingOptions(batch_timeout_micros=200_000, num_batch_threads=3))
+    with ThreadPoolExecutor(3) as pool:
+        futures = []
+        for i in range(3):
+            futures.append(pool.submit(batcher, rows(float(i))))
+            time.sleep(0.02)
+        assert [f.result(5)["y"][0, 0] for f in futures] == [1.0, 3.0, 5.0]
+    assert model.calls == [3]
+
+
+def test_after_a_failed_merged_call_each_request_reruns_on_its_own_thread():
+    model = RecordingModel(hold=0.2)
+    batcher = Batcher(model, BatchingOptions())
+    inputs = [rows(float(i)) for i in range(6)]
+    inputs[3] = rows(float("nan"))
+    results = call_concurrently(batcher, inputs, workers=6)
+    assert isinstance(results[3], InvalidArgument)
+    merged = next(i for i, n in enumerate(model.calls) if n > 1)
+    reruns = model.threads[merged + 1:]
+    assert len(set(reruns)) == len(reruns)  # one thread each: in parallel, not one after another
+
+
+def test_an_exception_that_is_not_an_error_still_releases_every_batch_mate():
+    class Interrupting(RecordingModel):
+        def __call__(self, arrays):
+            if arrays["x"].shape[0] > 1:
+                raise KeyboardInterrupt
+            return super().__call__(arrays)
+
+    model = Interrupting(hold=0.2)
+    batcher = Batcher(model, BatchingOptions())
+    results = call_concurrently(batcher, [rows(float(i)) for i in range(4)], workers=4)
+    # the first ran alone; the merged call behind it was interrupted: nobody waits forever
+    assert any(isinstance(r, dict) for r in results)
+    batcher(rows(1.0))  # and the batcher still works
+
+
+def test_a_request_with_no_rows_runs_by_itself():
+    model = RecordingModel()
+    batcher = Batcher(model, BatchingOptions(max_batch_size=8, allowed_batch_sizes=(4, 8)))
+    assert batcher({"x": np.zeros((0, 2), np.float32)})["y"].shape == (0, 2)
+    assert model.calls == [0]
 
 
 @pytest.mark.parametrize("options, message", [

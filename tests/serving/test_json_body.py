@@ -42,6 +42,7 @@ def test_pretty_printed_and_integer_tensors_take_the_fast_path():
     "a bracket inside another member's string",
     "an integer beyond 2**53",
     "two tensor members",
+    "a repeated key",
 ])
 def test_the_fast_path_declines_whenever_it_could_not_be_exact(case):
     rows = np.random.default_rng(1).random((200, 60)).tolist()
@@ -57,9 +58,12 @@ def test_the_fast_path_declines_whenever_it_could_not_be_exact(case):
         body["signature_name"] = "odd]name"
     elif case.startswith("an integer"):
         rows[5][5] = 2**53 + 1
-    else:
+    elif case.startswith("two"):
         body["inputs"] = rows
     raw = orjson.dumps(body)
+    if case.startswith("a repeated"):
+        raw = raw[:-1] + b',"instances":5}'
+        assert orjson.loads(raw)["instances"] == 5
     assert len(raw) > json_body.MIN_BYTES
     parsed = json_body.loads(raw)
     assert parsed == slow(raw)  # orjson's result: lists, not an array
@@ -70,6 +74,10 @@ def test_malformed_large_bodies_raise_orjsons_error():
     raw = orjson.dumps({"instances": IMAGE.tolist()})[:-1]
     with pytest.raises(orjson.JSONDecodeError):
         json_body.loads(raw)
+    too_deep = b'{"instances": ' + b"[" * 3000 + b"1" + b"]" * 3000 + b"}"
+    too_deep += b" " * json_body.MIN_BYTES
+    with pytest.raises(orjson.JSONDecodeError):
+        json_body.loads(too_deep)
 
 
 def test_a_large_image_over_http_equals_in_process(serving_server, examples):

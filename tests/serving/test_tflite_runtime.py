@@ -102,6 +102,10 @@ def test_a_version_without_the_artifact_fails_its_load_with_the_command_to_fix_i
     assert "modelhub convert half_plus_two/1 --to tflite --quantize int8" in version.error
     with pytest.raises(NotAvailable):
         manager.get("half_plus_two")
+    # Converted later: the next poll loads it (a missing artifact is not a failed attempt).
+    convert(tflite_server.registry, "half_plus_two/1", quantize="int8")
+    manager.sync()
+    assert manager.get("half_plus_two").runtime.name == "tflite"
 
 
 def test_an_unconverted_signature_is_not_served(tflite_server):
