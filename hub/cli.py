@@ -496,8 +496,8 @@ def _default_workers(role: str) -> int:
               "is free).")
 @click.option("--max-enqueued-batches", default=64, show_default=True, type=int,
               help="Queue depth (in batches) before requests are refused with 503.")
-@click.option("--num-batch-threads", default=1, show_default=True, type=int,
-              help="Batches run at the same time, per model signature.")
+@click.option("--num-batch-threads", default=0, show_default=True, type=int,
+              help="Batches run at the same time, per model signature (0: one per CPU core).")
 @click.option("--allowed-batch-sizes", default="", metavar="N,...",
               help="Pad each batch up to the next of these sizes (the last must equal "
               "--max-batch-size).")

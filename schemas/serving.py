@@ -33,7 +33,7 @@ class BatchingSchema(Schema):
     max_batch_size = fields.Int(load_default=32, strict=True, validate=validate.Range(min=1))
     batch_timeout_micros = fields.Int(load_default=0, strict=True, validate=validate.Range(min=0))
     max_enqueued_batches = fields.Int(load_default=64, strict=True, validate=validate.Range(min=1))
-    num_batch_threads = fields.Int(load_default=1, strict=True, validate=validate.Range(min=1))
+    num_batch_threads = fields.Int(load_default=0, strict=True, validate=validate.Range(min=0))
     allowed_batch_sizes = fields.List(fields.Int(strict=True, validate=validate.Range(min=1)),
                                       load_default=list)
 

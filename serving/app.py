@@ -40,7 +40,7 @@ DEFAULTS = {
     "MAX_BATCH_SIZE": 32,
     "BATCH_TIMEOUT_MICROS": 0,
     "MAX_ENQUEUED_BATCHES": 64,
-    "NUM_BATCH_THREADS": 1,
+    "NUM_BATCH_THREADS": 0,                   # 0: one per CPU core
     "ALLOWED_BATCH_SIZES": "",                # comma-separated, e.g. "8,16,32"
     "POLL_SECONDS": 30,                       # how often serving looks for new versions/aliases
     "SERVING_CACHE": os.path.join("~", ".cache", "modelhub", "serving"),

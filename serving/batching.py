@@ -20,6 +20,7 @@ its batch down with it. A full queue is refused at once with `Overloaded` (503).
 from __future__ import annotations
 
 import collections
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -39,11 +40,14 @@ class BatchingOptions:
     #: 0: run what is queued as soon as a batch thread is free (no waiting when idle)
     batch_timeout_micros: int = 0
     max_enqueued_batches: int = 64
-    num_batch_threads: int = 1
+    #: batches of one signature running at once; 0: one per CPU core (TF Serving's default)
+    num_batch_threads: int = 0
     #: pad each batch up to the next of these sizes (the last must be max_batch_size)
     allowed_batch_sizes: tuple[int, ...] = ()
 
     def __post_init__(self):
+        if self.num_batch_threads == 0:
+            object.__setattr__(self, "num_batch_threads", _cpu_cores())
         for knob in ("max_batch_size", "max_enqueued_batches", "num_batch_threads"):
             if getattr(self, knob) < 1:
                 raise InvalidArgument(f"batching: {knob} must be at least 1")
@@ -63,6 +67,14 @@ class BatchingOptions:
             if size >= rows:
                 return size
         return rows
+
+
+def _cpu_cores() -> int:
+    """The cores this process may run on (a container's CPU set, not the host's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def batchable(spec: dict) -> bool:

@@ -3,6 +3,7 @@ behaviour through a real gunicorn server with threaded workers."""
 from __future__ import annotations
 
 import base64
+import os
 import re
 import threading
 import time
@@ -56,7 +57,7 @@ def call_concurrently(batcher: Batcher, requests_: list[dict], workers: int = 32
 
 def test_a_lone_request_runs_at_once_on_its_own_thread():
     model = RecordingModel()
-    batcher = Batcher(model, BatchingOptions(batch_timeout_micros=0))
+    batcher = Batcher(model, BatchingOptions(batch_timeout_micros=0, num_batch_threads=1))
     out = batcher(rows(3.0))
     np.testing.assert_array_equal(out["y"], [[7.0, -5.0]])
     assert model.threads == [threading.current_thread()]
@@ -64,7 +65,7 @@ def test_a_lone_request_runs_at_once_on_its_own_thread():
 
 def test_concurrent_requests_are_merged_and_split_back_in_order():
     model = RecordingModel(hold=0.2)
-    batcher = Batcher(model, BatchingOptions(max_batch_size=64))
+    batcher = Batcher(model, BatchingOptions(max_batch_size=64, num_batch_threads=1))
     inputs = [rows(float(i), float(i) + 0.5) for i in range(40)]
     results = call_concurrently(batcher, inputs)
     for arrays, result in zip(inputs, results):
@@ -86,7 +87,7 @@ def test_padding_up_to_the_next_allowed_size_is_stripped_from_answers():
 
 def test_a_bad_request_fails_alone_and_its_batch_mates_succeed():
     model = RecordingModel(hold=0.2)
-    batcher = Batcher(model, BatchingOptions())
+    batcher = Batcher(model, BatchingOptions(num_batch_threads=1))
     inputs = [rows(float(i)) for i in range(12)]
     inputs[5] = rows(float("nan"))
     results = call_concurrently(batcher, inputs, workers=12)
@@ -98,7 +99,7 @@ def test_a_bad_request_fails_alone_and_its_batch_mates_succeed():
 
 def test_requests_of_different_inner_shapes_are_never_stacked():
     model = RecordingModel(hold=0.2)
-    batcher = Batcher(model, BatchingOptions())
+    batcher = Batcher(model, BatchingOptions(num_batch_threads=1))
     narrow = {"x": np.ones((1, 2), np.float32)}
     wide = {"x": np.ones((1, 3), np.float32)}
     results = call_concurrently(batcher, [narrow, wide] * 6, workers=12)
@@ -117,7 +118,8 @@ def test_a_request_larger_than_max_batch_size_runs_alone():
 def test_a_full_queue_is_refused_at_once_and_nothing_hangs():
     model = RecordingModel()
     model.gate.clear()  # the first batch blocks until released
-    batcher = Batcher(model, BatchingOptions(max_batch_size=2, max_enqueued_batches=1))
+    batcher = Batcher(model, BatchingOptions(max_batch_size=2, max_enqueued_batches=1,
+                                             num_batch_threads=1))
     with ThreadPoolExecutor(8) as pool:
         first = pool.submit(batcher, rows(0.0))
         while not model.calls:
@@ -136,7 +138,7 @@ def test_a_full_queue_is_refused_at_once_and_nothing_hangs():
 
 def test_batch_timeout_waits_for_a_fuller_batch():
     model = RecordingModel()
-    batcher = Batcher(model, BatchingOptions(batch_timeout_micros=300_000))
+    batcher = Batcher(model, BatchingOptions(batch_timeout_micros=300_000, num_batch_threads=1))
     with ThreadPoolExecutor(2) as pool:
         first = pool.submit(batcher, rows(1.0))
         time.sleep(0.05)
@@ -159,7 +161,7 @@ def test_with_a_timeout_staggered_requests_join_the_waiting_batch_even_with_free
 
 def test_after_a_failed_merged_call_each_request_reruns_on_its_own_thread():
     model = RecordingModel(hold=0.2)
-    batcher = Batcher(model, BatchingOptions())
+    batcher = Batcher(model, BatchingOptions(num_batch_threads=1))
     inputs = [rows(float(i)) for i in range(6)]
     inputs[3] = rows(float("nan"))
     results = call_concurrently(batcher, inputs, workers=6)
@@ -177,7 +179,7 @@ def test_an_exception_that_is_not_an_error_still_releases_every_batch_mate():
             return super().__call__(arrays)
 
     model = Interrupting(hold=0.2)
-    batcher = Batcher(model, BatchingOptions())
+    batcher = Batcher(model, BatchingOptions(num_batch_threads=1))
     results = call_concurrently(batcher, [rows(float(i)) for i in range(4)], workers=4)
     # the first ran alone; the merged call behind it was interrupted: nobody waits forever
     assert any(isinstance(r, dict) for r in results)
@@ -193,7 +195,7 @@ def test_a_request_with_no_rows_runs_by_itself():
 
 @pytest.mark.parametrize("options, message", [
     (dict(max_batch_size=0), "max_batch_size"),
-    (dict(num_batch_threads=0), "num_batch_threads"),
+    (dict(num_batch_threads=-1), "num_batch_threads"),
     (dict(batch_timeout_micros=-1), "batch_timeout_micros"),
     (dict(max_batch_size=16, allowed_batch_sizes=(4, 8)), "must equal max_batch_size"),
     (dict(max_batch_size=8, allowed_batch_sizes=(8, 4, 8)), "increasing"),
@@ -201,6 +203,10 @@ def test_a_request_with_no_rows_runs_by_itself():
 def test_invalid_options_are_refused(options, message):
     with pytest.raises(InvalidArgument, match=message):
         BatchingOptions(**options)
+
+
+def test_by_default_one_batch_runs_per_cpu_core():
+    assert BatchingOptions().num_batch_threads == len(os.sched_getaffinity(0))
 
 
 def test_only_batch_major_signatures_are_batched():
