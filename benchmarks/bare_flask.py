@@ -7,7 +7,8 @@ JSON bodies are parsed with modelhub's own body parser (`serving.json_body.loads
 large numeric tensors straight into numpy) where this checkout has one, else with orjson; either
 way the tensor then becomes a float32 numpy array, as it does in modelhub. `GET /parser` says which.
 
-    BARE_FLASK_OUTPUTS='{"dense": 10, "image": 1000}' gunicorn ... 'benchmarks.bare_flask:create_app()'
+    BARE_FLASK_OUTPUTS='{"dense": 10, "image": 1000}' \\
+        gunicorn ... 'benchmarks.bare_flask:create_app()'
 
 BARE_FLASK_OUTPUTS says how many values per row each model name answers with (default 10).
 

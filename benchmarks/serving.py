@@ -105,7 +105,8 @@ FORMATS = {"dense": ("json",), "image": ("json", "binary")}
 
 IN_B1, IN_BATCH = "in-process, batch 1", "in-process, batch 32"
 IN_THREADS = "in-process, batch 1, threads"
-BARE, MH_OFF, MH_ON, MLFLOW = "bare Flask", "modelhub, batching off", "modelhub, batching on", "MLflow"
+BARE, MLFLOW = "bare Flask", "MLflow"
+MH_OFF, MH_ON = "modelhub, batching off", "modelhub, batching on"
 GENERATORS = ("wrk", "hey")
 
 HEY_TIMEOUT_S = 120           # per request; MLflow with a 1.6 MB JSON image at 32 is that slow
@@ -215,6 +216,17 @@ def gunicorn_args(workers: int, threads: int) -> list[str]:
             "--access-logfile", "-", "--error-logfile", "-", "--no-control-socket"]
 
 
+def source_version() -> dict:
+    """The commit of this checkout and the files changed since (what the numbers belong to)."""
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True,
+                              check=False)
+        return done.stdout if done.returncode == 0 else ""
+
+    return {"commit": git("rev-parse", "HEAD").strip() or None,
+            "changed": [line[3:] for line in git("status", "--porcelain").splitlines()]}
+
+
 def modelhub_command() -> list[str]:
     script = Path(sys.executable).parent / "modelhub"
     return [str(script)] if script.exists() else [sys.executable, "-m", "hub.cli"]
@@ -305,10 +317,12 @@ def parse_wrk(text: str) -> dict:
         raise ValueError(f"not a wrk summary:\n{text[-2000:]}")
     count = int(match.group(1))
     seconds = _wrk_ms(match.group(2) + match.group(3)) / 1000
-    percentiles = {int(p): _wrk_ms(v) for p, v in re.findall(r"^\s+(\d+)%\s+([\d.]+\w+)", text, re.M)}
+    percentiles = {int(p): _wrk_ms(v)
+                   for p, v in re.findall(r"^\s+(\d+)%\s+([\d.]+\w+)", text, re.M)}
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
     bad = int(bad.group(1)) if bad else 0
-    sockets = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    sockets = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)",
+                        text)
     transport = sum(map(int, sockets.groups())) if sockets else 0
     average = re.search(r"^\s+Latency\s+([\d.]+\w+)", text, re.M)
     return {"seconds": seconds, "p50_ms": percentiles.get(50), "p99_ms": percentiles.get(99),
@@ -396,7 +410,8 @@ def wait_for_quiet(server_pid: int | None, limit: float) -> float:
 
 # --- requests and their answers -------------------------------------------------------------------
 
-def write_bodies(models_dir: Path, bodies: Path, metas: dict[str, dict]) -> dict[str, dict[str, Request]]:
+def write_bodies(models_dir: Path, bodies: Path,
+                 metas: dict[str, dict]) -> dict[str, dict[str, Request]]:
     """Request bodies for every model and format: TF Serving JSON, V2 binary, MLflow JSON."""
     bodies.mkdir(parents=True, exist_ok=True)
     requests_ = {}
@@ -468,8 +483,9 @@ def _check_response(srv: Server, req: Request, reference: np.ndarray, compare: b
         raise RuntimeError(f"{srv.label}, {req.model} {req.fmt}: answer of shape {got.shape}, "
                            f"expected {reference.shape}")
     if compare and not np.allclose(got, reference, rtol=1e-3, atol=1e-5):
+        worst = np.abs(got - reference).max()
         raise RuntimeError(f"{srv.label}, {req.model} {req.fmt}: the prediction differs from "
-                           f"TensorFlow's in-process one by up to {np.abs(got - reference).max():g}")
+                           f"TensorFlow's in-process one by up to {worst:g}")
 
 
 # --- the runs -------------------------------------------------------------------------------------
@@ -1065,6 +1081,7 @@ class Bench:
                       for m in args.models}
         self.references = {m: np.load(self.models_dir / m / "reference.npy") for m in args.models}
         self.env = environment(args.workdir)
+        self.source = source_version()
         print("; ".join(f"{k} {v}" for k, v in self.env.items()), flush=True)
         shutil.rmtree(self.run_dir, ignore_errors=True)
         self.run_dir.mkdir(parents=True)
@@ -1121,7 +1138,8 @@ class Bench:
                                check=True, cwd=REPO_ROOT, stdout=subprocess.DEVNULL)
         key = "modelhub-" + ("on" if batching else "off")
         port = free_port()
-        flags = ["--batching", *shlex.split(self.args.batch_args)] if batching else ["--no-batching"]
+        flags = (["--batching", *shlex.split(self.args.batch_args)] if batching
+                 else ["--no-batching"])
         command = [*modelhub_command(), "--store", str(store), "serve", "--role", "serving",
                    "--host", "127.0.0.1", "--port", str(port),
                    "--models", ",".join(self.args.models), "--workers", str(self.args.workers),
@@ -1196,7 +1214,7 @@ class Bench:
             + "\n\n### Targets\n\n" + "\n".join(f"- {line}" for line in target_lines)
             + "\n\n" + "\n".join(f"- {n}" for n in notes) + "\n")
         (args.out / "serving.json").write_text(json.dumps({
-            "command": self.command, "environment": self.env,
+            "command": self.command, "environment": self.env, "source": self.source,
             "settings": {"workers": args.workers, "threads": args.threads,
                          "durations_s": plan.durations, "warmup_s": plan.warmup,
                          "concurrency": plan.concurrency, "batch_args": args.batch_args,
