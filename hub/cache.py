@@ -177,21 +177,27 @@ class ModelCache:
             pass
         return None
 
+    def _offline_version(self, ref: Reference) -> int | None:
+        """The version `ref` names, or that an online fetch resolved it to; None for a bare name
+        never resolved (the caller picks the newest cached version that fits)."""
+        if ref.version is not None:
+            return ref.version
+        try:
+            return int(self._ref_path(ref).read_text())
+        except FileNotFoundError:
+            if ref.alias is not None:
+                raise NotCached(f"{ref} has never been resolved online, so offline mode "
+                                f"cannot resolve it (cache {self.root})") from None
+            return None
+
     def lookup_artifact(self, ref: Reference, artifact: str) -> tuple[dict, Path]:
         """Answer an artifact request from the cache alone (offline mode): `name/N`, a ref that
         a full fetch resolved before, or, for `name`, the newest version with that artifact."""
-        version = ref.version
+        version = self._offline_version(ref)
         if version is None:
-            try:
-                version = int(self._ref_path(ref).read_text())
-            except FileNotFoundError:
-                if ref.alias is not None:
-                    raise NotCached(f"{ref} has never been resolved online, so offline mode "
-                                    f"cannot resolve it (cache {self.root})") from None
-                folder = self.root / "artifacts" / ref.name
-                versions = [int(p.parent.name) for p in folder.glob(f"*/{artifact}.json")
-                            if p.parent.name.isdigit()]
-                version = max(versions, default=None)
+            folder = self.root / "artifacts" / ref.name
+            version = max((int(p.parent.name) for p in folder.glob(f"*/{artifact}.json")
+                            if p.parent.name.isdigit()), default=None)
         found = version is not None and self.cached_artifact(ref.name, version, artifact)
         if not found:
             raise NotCached(f"artifact {artifact} of {ref} is not in the cache at {self.root}")
@@ -199,19 +205,13 @@ class ModelCache:
 
     def lookup(self, ref: Reference) -> tuple[dict, Path]:
         """Answer a reference from the cache alone (offline mode)."""
-        version = ref.version
+        version = self._offline_version(ref)
         if version is None:
-            try:
-                version = int(self._ref_path(ref).read_text())
-            except FileNotFoundError:
-                if ref.alias is not None:
-                    raise NotCached(f"{ref} has never been resolved online, so offline mode "
-                                    f"cannot resolve it (cache {self.root})") from None
-                versions = [int(p.stem) for p in (self.root / "manifests" / ref.name).glob("*.json")
-                            if p.stem.isdigit()]
-                if not versions:
-                    raise NotCached(f"no version of {ref.name!r} is in the cache at {self.root}") from None
-                version = max(versions)
+            versions = [int(p.stem) for p in (self.root / "manifests" / ref.name).glob("*.json")
+                        if p.stem.isdigit()]
+            if not versions:
+                raise NotCached(f"no version of {ref.name!r} is in the cache at {self.root}")
+            version = max(versions)
         manifest = self.cached_manifest(ref.name, version)
         snapshot = manifest and self.complete_snapshot(manifest)
         if not snapshot:

@@ -479,15 +479,21 @@ class Registry:
         record = self.artifact(manifest["name"], manifest["version"], artifact)
         label = f"artifact {artifact} of {manifest['name']}/{manifest['version']}"
         with staged_file(dest_file) as temp:
-            hasher = TrailingHasher(temp, on_progress)
-            try:
-                self.store.get_file(blob_key(record["sha256"]), temp, hasher.advance)
-                check_digest(label, record["sha256"], record["size"], hasher.finish())
-            except ObjectNotFound:
-                raise IntegrityError(f"{label} is missing from the store") from None
-            finally:
-                hasher.close()
+            self._fetch_blob(record, temp, label, on_progress)
         return record
+
+    def _fetch_blob(self, entry: dict, target: Path, label: str,
+                    on_progress: Progress | None) -> None:
+        """Download the blob of a file entry or artifact record to `target`, hashing as it
+        arrives; raises IntegrityError if it is missing or its sha256 or size differ."""
+        hasher = TrailingHasher(target, on_progress)
+        try:
+            self.store.get_file(blob_key(entry["sha256"]), target, hasher.advance)
+            check_digest(label, entry["sha256"], entry["size"], hasher.finish())
+        except ObjectNotFound:
+            raise IntegrityError(f"{label} is missing from the store") from None
+        finally:
+            hasher.close()
 
     # --- deleting and gc ----------------------------------------------------------------------
 
@@ -601,14 +607,7 @@ class Registry:
                 target = staging / entry["path"]
                 target.parent.mkdir(parents=True, exist_ok=True)
                 label = f"file {entry['path']} of {manifest['name']}/{manifest['version']}"
-                hasher = TrailingHasher(target, on_progress)
-                try:
-                    self.store.get_file(blob_key(entry["sha256"]), target, hasher.advance)
-                    check_digest(label, entry["sha256"], entry["size"], hasher.finish())
-                except ObjectNotFound:
-                    raise IntegrityError(f"{label} is missing from the store") from None
-                finally:
-                    hasher.close()
+                self._fetch_blob(entry, target, label, on_progress)
 
             parallel_map(fetch, manifest["files"])
         return manifest

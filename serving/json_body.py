@@ -57,8 +57,7 @@ def _fast(raw: bytes) -> dict | None:
     array = _regular_numbers(raw, document[tensors[0]])
     if array is None:
         return None
-    body = {key: document[key] for key in keys if key != tensors[0]}
-    body = {key: _python(value) for key, value in body.items()}
+    body = {key: _python(document[key]) for key in keys if key != tensors[0]}
     body[tensors[0]] = array
     return body
 

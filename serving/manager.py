@@ -45,6 +45,14 @@ MAX_LOAD_ATTEMPTS = 5
 RETRY_SECONDS = 30.0
 
 
+def _check_runtime(runtime: str | None, quantize: str | None, where: str) -> None:
+    if runtime is not None and runtime not in RUNTIMES:
+        raise InvalidArgument(f"invalid runtime {runtime!r} {where}: use {' or '.join(RUNTIMES)}")
+    if quantize is not None and quantize not in QUANTIZE_MODES:
+        raise InvalidArgument(f"invalid quantization mode {quantize!r} {where}: use "
+                              f"{', '.join(QUANTIZE_MODES)}")
+
+
 @dataclass
 class ModelConfig:
     """How one model is served (from `--models` or a serving config file)."""
@@ -66,12 +74,7 @@ class ModelConfig:
                                   "use latest, all or specific")
         if self.device is not None:
             check_device(self.device)
-        if self.runtime is not None and self.runtime not in RUNTIMES:
-            raise InvalidArgument(f"invalid runtime {self.runtime!r} for {self.name}: use "
-                                  f"{' or '.join(RUNTIMES)}")
-        if self.quantize is not None and self.quantize not in QUANTIZE_MODES:
-            raise InvalidArgument(f"invalid quantization mode {self.quantize!r} for {self.name}: "
-                                  f"use {', '.join(QUANTIZE_MODES)}")
+        _check_runtime(self.runtime, self.quantize, f"for {self.name}")
 
     def wanted(self, published: list[int]) -> set[int]:
         if self.policy == "all":
@@ -147,7 +150,7 @@ class ModelManager:
         self.configs = {c.name: c for c in models} if models is not None else None
         self.cache_dir = Path(cache_dir)
         self.device = check_device(device)
-        ModelConfig("default", runtime=runtime, quantize=quantize)  # validates both
+        _check_runtime(runtime, quantize, "for the server")
         self.runtime, self.quantize, self.batching = runtime, quantize, batching
         self.poll_seconds = poll_seconds
         self.memory_budget = memory_budget

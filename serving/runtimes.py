@@ -37,9 +37,10 @@ class TensorFlowRuntime:
             # The loaded object owns the variables: keep it alive as long as its functions.
             self._model = tf.saved_model.load(str(folder))
         self._functions = {k: f for k, f in self._model.signatures.items() if not k.startswith("__")}
+        self._names = tuple(sorted(self._functions))
 
-    def signature_names(self) -> list[str]:
-        return sorted(self._functions)
+    def signature_names(self) -> tuple[str, ...]:
+        return self._names
 
     def run(self, signature_name: str, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         tf = self._tf
@@ -75,9 +76,10 @@ class TFLiteRuntime:
             except (ValueError, RuntimeError) as e:
                 raise InvalidModel(f"cannot load {path.name}: {_first_line(e)}") from e
             self._runners[signature_name] = (interpreter, runner, threading.Lock())
+        self._names = tuple(sorted(self._runners))
 
-    def signature_names(self) -> list[str]:
-        return sorted(self._runners)
+    def signature_names(self) -> tuple[str, ...]:
+        return self._names
 
     def run(self, signature_name: str, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         _, runner, lock = self._runners[signature_name]
