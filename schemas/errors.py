@@ -26,10 +26,20 @@ class ModelhubError(Exception):
 
 
 class StoreError(ModelhubError):
-    """The object store failed in a way not covered below."""
+    """The object store failed in a way not covered below.
+
+    `backend_code` is the store's own code for what happened (S3's `NoSuchKey`,
+    `ConditionalRequestConflict`, an errno name for a local folder) and `request_id` the store's
+    id for the request, when it has one: callers decide on these, never on the wrapped error."""
 
     code = "store_error"
     status = 502
+
+    def __init__(self, message: str, *, backend_code: str | None = None,
+                 request_id: str | None = None):
+        super().__init__(message)
+        self.backend_code = backend_code
+        self.request_id = request_id
 
 
 class ObjectNotFound(StoreError, FileNotFoundError):

@@ -18,6 +18,8 @@ from typing import BinaryIO, Callable, Iterator
 
 from schemas.errors import IntegrityError, InvalidKey, ObjectNotFound
 
+from .hashing import fingerprint, sha256_file
+
 #: Size of the chunks that streams are read and written in.
 CHUNK_SIZE = 1024 * 1024
 
@@ -118,8 +120,6 @@ class ObjectStore(abc.ABC):
         refreshed instead, so a `gc` grace period protects it. Raises `IntegrityError` if the
         file is written to while this runs. This version hashes first, then uploads; backends
         that can rename cheaply overlap the two."""
-        from .hashing import fingerprint, sha256_file
-
         before = fingerprint(path)
         digest = sha256_file(path)
         key = key_for(digest)

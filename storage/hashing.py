@@ -8,7 +8,8 @@ from typing import Callable
 
 from schemas.errors import IntegrityError
 
-from .base import CHUNK_SIZE
+#: The trailing hasher reads back what the writer wrote in slices of this size.
+HASH_BUFFER_SIZE = 4 * 1024 * 1024
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -36,7 +37,7 @@ class TrailingHasher:
         self._fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)
         self._on_progress = on_progress
         # One reused buffer: fresh allocations per read cost page faults on every chunk.
-        self._buffer = bytearray(4 * CHUNK_SIZE)
+        self._buffer = bytearray(HASH_BUFFER_SIZE)
         self._view = memoryview(self._buffer)
         self._digest = hashlib.sha256()
         self._written = self._hashed = 0

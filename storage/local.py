@@ -36,19 +36,21 @@ LOCK_PREFIX = ".lock-"
 
 @contextlib.contextmanager
 def _translated(key: str):
-    """Turn OS errors into the project's store errors, naming the key."""
+    """The one place OS errors become the project's store errors, naming the key and carrying
+    the errno's name (ENOSPC, EACCES, ...) as `backend_code`."""
     try:
         yield
     except ModelhubError:
         raise  # already ours (some of ours are OSErrors too)
-    except FileNotFoundError as e:
-        raise ObjectNotFound(f"no object at {key!r}") from e
-    except PermissionError as e:
-        raise StoreAccessDenied(f"permission denied for {key!r}: {e}") from e
     except OSError as e:
+        code = {"backend_code": errno.errorcode.get(e.errno or 0)}
+        if isinstance(e, FileNotFoundError):
+            raise ObjectNotFound(f"no object at {key!r}", **code) from e
+        if isinstance(e, PermissionError):
+            raise StoreAccessDenied(f"permission denied for {key!r}: {e}", **code) from e
         if e.errno == errno.ENOSPC:
-            raise StoreError(f"store is out of space while writing {key!r}") from e
-        raise StoreError(f"store I/O error on {key!r}: {e}") from e
+            raise StoreError(f"store is out of space while writing {key!r}", **code) from e
+        raise StoreError(f"store I/O error on {key!r}: {e}", **code) from e
 
 
 #: sendfile() moves at most this much per call, so progress can be reported in between.
@@ -148,10 +150,10 @@ class LocalStore(ObjectStore):
                               on_progress: Callable[[int], None] | None = None) -> tuple[str, int]:
         # Copy into a temp file while a second thread hashes the bytes that landed there, then
         # rename it to its digest's key: one pass over the data instead of hash-then-copy.
-        before = fingerprint(path)
-        parent = self.root / "incoming"  # any folder in the store: only the rename target matters
-        parent.mkdir(parents=True, exist_ok=True)
         with _translated(str(path)):
+            before = fingerprint(path)
+            parent = self.root / "incoming"  # any folder in the store: only the rename target matters
+            parent.mkdir(parents=True, exist_ok=True)
             temp = _temp_in(parent)
             hasher = TrailingHasher(temp, on_progress)
             try:
@@ -320,13 +322,14 @@ class LocalStore(ObjectStore):
     def cleanup_incomplete(self, older_than: datetime) -> int:
         cutoff = older_than.timestamp()
         removed = 0
-        for dirpath, _, filenames in os.walk(self.root):
-            for name in filenames:
-                if not name.startswith(TEMP_PREFIX):
-                    continue
-                path = os.path.join(dirpath, name)
-                with contextlib.suppress(FileNotFoundError):
-                    if os.stat(path).st_mtime < cutoff:
-                        os.unlink(path)
-                        removed += 1
+        with _translated("/"):
+            for dirpath, _, filenames in os.walk(self.root):
+                for name in filenames:
+                    if not name.startswith(TEMP_PREFIX):
+                        continue
+                    path = os.path.join(dirpath, name)
+                    with contextlib.suppress(FileNotFoundError):
+                        if os.stat(path).st_mtime < cutoff:
+                            os.unlink(path)
+                            removed += 1
         return removed

@@ -33,14 +33,10 @@ _PRECONDITION = {"PreconditionFailed", "412"}
 _CONFLICT = {"ConditionalRequestConflict", "409"}
 
 
-def _request_id(response: dict) -> str:
-    meta = response.get("ResponseMetadata", {})
-    return meta.get("RequestId") or meta.get("HostId") or "unknown"
-
-
 @contextlib.contextmanager
 def _translated(store: "S3Store", key: str):
-    """The one place boto's exceptions become the project's store errors."""
+    """The one place boto's exceptions become the project's store errors, carrying S3's error
+    code and request id as attributes (callers decide on those, never on boto's types)."""
     import boto3.exceptions
     import botocore.exceptions as bx
 
@@ -50,27 +46,36 @@ def _translated(store: "S3Store", key: str):
     except bx.ClientError as e:
         error = e.response.get("Error", {})
         code = str(error.get("Code", ""))
-        detail = f"{where}: {code} {error.get('Message', '')} (request id {_request_id(e.response)})"
+        request_id = _request_id(e.response)
+        detail = f"{where}: {code} {error.get('Message', '')} (request id {request_id})"
+        ids = {"backend_code": code, "request_id": request_id}
         if code in _NOT_FOUND:
-            raise ObjectNotFound(f"no object at {detail}") from e
+            raise ObjectNotFound(f"no object at {detail}", **ids) from e
         if code in _PRECONDITION:
-            raise PreconditionFailed(f"precondition failed for {detail}") from e
+            raise PreconditionFailed(f"precondition failed for {detail}", **ids) from e
         if code in _DENIED:
-            raise StoreAccessDenied(f"access denied to {detail}") from e
+            raise StoreAccessDenied(f"access denied to {detail}", **ids) from e
         if code == "NoSuchBucket":
-            raise StoreError(f"bucket {store.bucket!r} does not exist: {detail}") from e
-        raise StoreError(f"S3 error on {detail}") from e
+            raise StoreError(f"bucket {store.bucket!r} does not exist: {detail}", **ids) from e
+        raise StoreError(f"S3 error on {detail}", **ids) from e
     except (bx.EndpointConnectionError, bx.ConnectionClosedError, bx.ConnectTimeoutError,
             bx.ReadTimeoutError, bx.ResponseStreamingError) as e:
-        raise StoreUnavailable(f"cannot reach the S3 endpoint for {where}: {e}") from e
+        raise StoreUnavailable(f"cannot reach the S3 endpoint for {where}: {e}",
+                               backend_code=type(e).__name__) from e
     except bx.NoCredentialsError as e:
-        raise StoreAccessDenied(f"no S3 credentials found for {where}: {e}") from e
+        raise StoreAccessDenied(f"no S3 credentials found for {where}: {e}",
+                                backend_code=type(e).__name__) from e
     except boto3.exceptions.S3UploadFailedError as e:
         cause = e.__context__
         if isinstance(cause, bx.ClientError):
             with _translated(store, key):
                 raise cause from e
         raise StoreError(f"upload to {where} failed: {e}") from e
+
+
+def _request_id(response: dict) -> str:
+    meta = response.get("ResponseMetadata", {})
+    return meta.get("RequestId") or meta.get("HostId") or "unknown"
 
 
 def _info(key: str, size: int, etag: str, modified: datetime) -> ObjectInfo:
@@ -143,8 +148,7 @@ class S3Store(ObjectStore):
                         Bucket=self.bucket, Key=self._full(key), Body=data, **condition)
                 break
             except StoreError as e:
-                code = getattr(e.__cause__, "response", {}).get("Error", {}).get("Code")
-                if code not in _CONFLICT or attempt == 7:
+                if e.backend_code not in _CONFLICT or attempt == 7:
                     raise
                 time.sleep(0.05 * 2 ** attempt)
         return _info(key, len(data), response["ETag"], datetime.now(timezone.utc))
@@ -178,8 +182,7 @@ class S3Store(ObjectStore):
                 response = self.client.get_object(**request)
         except StoreError as e:
             # A range starting at or past the end is empty, not an error.
-            code = getattr(e.__cause__, "response", {}).get("Error", {}).get("Code")
-            if code == "InvalidRange":
+            if e.backend_code == "InvalidRange":
                 return iter(())
             raise
         return self._chunks(key, response["Body"])
