@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 install: $(STAMP)
 
 demo: $(STAMP)
-	MODELHUB_STORE=$(DEMO_STORE) $(BIN)/python -m hub.demo
+	MODELHUB_STORE=$(DEMO_STORE) $(BIN)/python -m hub.examples.demo
 	$(BIN)/modelhub --store $(DEMO_STORE) serve --host 127.0.0.1 --port 8080
 
 test: $(STAMP)

@@ -8,7 +8,10 @@ large numeric tensors straight into numpy) where this checkout has one, else wit
 way the tensor then becomes a float32 numpy array, as it does in modelhub. `GET /parser` says which.
 
     BARE_FLASK_OUTPUTS='{"dense": 10, "image": 1000}' \\
-        gunicorn ... 'benchmarks.bare_flask:create_app()'
+        .venv/bin/python benchmarks/bare_flask.py --port 8500 [--workers N] [--threads N]
+
+It runs under gunicorn with exactly the options `modelhub serve` gives it for the same workers
+and threads (`modelhub.server.gunicorn_options`), so the two differ only in what they run.
 
 BARE_FLASK_OUTPUTS says how many values per row each model name answers with (default 10).
 
@@ -21,11 +24,17 @@ BARE_FLASK_OUTPUTS says how many values per row each model name answers with (de
 """
 from __future__ import annotations
 
+import argparse
 import os
+import sys
+from pathlib import Path
 
 import numpy as np
 import orjson
 from flask import Flask, Response, request
+
+if __package__ in (None, ""):  # run as a file: the repository root holds the packages
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 
@@ -92,3 +101,32 @@ def create_app() -> Flask:
                         headers={HEADER_LENGTH: str(len(head))})
 
     return app
+
+
+def main() -> None:
+    from gunicorn.app.base import BaseApplication
+
+    from modelhub.server import gunicorn_options
+    from schemas.settings import load_settings
+
+    parser = argparse.ArgumentParser(description="the web stack alone, under modelhub's gunicorn")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args()
+    settings = load_settings({"host": "127.0.0.1", "port": args.port, "role": "serving",
+                              "workers": args.workers, "threads": args.threads}, environ={})
+
+    class BareFlask(BaseApplication):
+        def load_config(self):
+            for key, value in gunicorn_options(settings).items():
+                self.cfg.set(key, value)
+
+        def load(self):
+            return create_app()
+
+    BareFlask().run()
+
+
+if __name__ == "__main__":
+    main()

@@ -6,8 +6,10 @@ MB means 2**20 bytes throughout, as in `hub.examples.build_large`.
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
+import shlex
 import platform
 import shutil
 import subprocess
@@ -104,3 +106,35 @@ def environment(workdir: Path) -> dict:
         "cpus": os.cpu_count(),
         "filesystem": fs.stdout.strip(),
     }
+
+
+# --- the transfer benchmarks' command line --------------------------------------------------------
+
+def parse_transfer_args(doc: str, argv: list[str] | None, workdir_holds: str) -> argparse.Namespace:
+    """The options publish_pull.py and http_pull.py share."""
+    parser = argparse.ArgumentParser(description=doc.split("\n", 1)[0])
+    parser.add_argument("--size-mb", type=int, default=1024,
+                        help="MB of weights in the generated model (default 1024)")
+    parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR,
+                        help=f"where {workdir_holds} (default {DEFAULT_WORKDIR})")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="repetitions; best and median are reported (default 3)")
+    parser.add_argument("--json", type=Path, metavar="OUT", help="also write the results here")
+    parser.add_argument("--no-prefault", action="store_true",
+                        help="do not touch memory before each operation (see the docstring)")
+    args = parser.parse_args(argv)
+    if args.size_mb < 1 or args.repeat < 1:
+        parser.error("--size-mb and --repeat must be at least 1")
+    args.workdir = args.workdir.absolute()
+    return args
+
+
+def reproduce_command(script: str, args: argparse.Namespace) -> str:
+    """The command that runs `script` again with these options."""
+    command = [sys.executable, script, "--size-mb", str(args.size_mb),
+               "--repeat", str(args.repeat), "--workdir", str(args.workdir)]
+    if args.json:
+        command += ["--json", str(args.json)]
+    if args.no_prefault:
+        command.append("--no-prefault")
+    return shlex.join(command)

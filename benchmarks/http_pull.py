@@ -5,7 +5,7 @@
 
 The generated model of `benchmarks/publish_pull.py` (`--size-mb` MB of random float32 weights,
 built once into `--workdir` and reused) is published into a fresh LocalStore, and that store is
-served on 127.0.0.1 by `python -m hub.cli serve --workers 2` (gunicorn, gthread workers, 8 threads
+served on 127.0.0.1 by `modelhub serve --role hub --workers 2` (gunicorn, gthread workers, 8 threads
 each) for the whole run; the server is stopped (SIGTERM) at the end, also on errors and Ctrl-C.
 Client and server share this machine, so they also share its CPUs.
 
@@ -42,15 +42,11 @@ MB means 2**20 bytes throughout, as in `build_large`.
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
-import shlex
 import signal
-import socket
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -62,7 +58,6 @@ if __package__ in (None, ""):  # run as a file: make the `benchmarks` package im
 import requests
 
 from benchmarks.common import (
-    DEFAULT_WORKDIR,
     MIB,
     MODEL_NAME,
     MODEL_REF,
@@ -71,12 +66,16 @@ from benchmarks.common import (
     ensure_model,
     environment,
     folder_size,
+    parse_transfer_args,
     render_table,
+    reproduce_command,
     scratch,
     timed,
 )
 from hub.client import HubClient
 from hub.registry import Registry
+from tests.support.cpu import children_cpu_seconds, machine_busy_seconds, own_cpu_seconds
+from tests.support.processes import free_port, modelhub_command, server_process
 
 CP = "cp -r"
 PULL_COLD = "pull, cold cache"
@@ -88,65 +87,30 @@ COPIES_WRITTEN = {CP: 1, PULL_COLD: 2, PULL_WARM: 1, FETCH_COLD: 1}
 
 SERVER_WORKERS = 2
 SERVER_START_TIMEOUT_S = 60
-SERVER_STOP_TIMEOUT_S = 40  # above gunicorn's graceful timeout (30 s), which idle workers never need
 
 
 # --- the server -----------------------------------------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextlib.contextmanager
 def hub_server(store: Path, log_path: Path) -> Iterator[str]:
-    """`modelhub serve` on `store` at a free local port, until the block exits; yields its URL.
-
-    The CLI execs gunicorn, so the child's PID is the gunicorn master: SIGTERM to it stops the
-    workers too. It runs in its own session (Ctrl-C here reaches it only through this cleanup),
-    so the process group that is killed if it does not stop in time is exactly the server.
-    Meanwhile SIGTERM to this process exits through the same cleanup (as Ctrl-C does)."""
+    """`modelhub serve --role hub` on `store` at a free local port, until the block exits;
+    yields its URL. Meanwhile SIGTERM to this process exits through the same cleanup (as Ctrl-C
+    does)."""
     def exit_on_sigterm(signum, frame):
         raise SystemExit(128 + signum)
 
     previous_handler = signal.signal(signal.SIGTERM, exit_on_sigterm)
     try:
         port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        env = {**os.environ, "MODELHUB_ANONYMOUS_READ": "true"}
-        command = [sys.executable, "-m", "hub.cli", "--store", str(store), "serve",
+        command = [*modelhub_command(), "--store", str(store), "serve", "--role", "hub",
                    "--host", "127.0.0.1", "--port", str(port), "--workers", str(SERVER_WORKERS)]
-        with open(log_path, "wb") as log:
-            server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                      cwd=REPO_ROOT, start_new_session=True)
-        try:
-            wait_until_ready(url, server, log_path)
-            yield url
-        finally:
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not skip this
-            server.terminate()
-            try:
-                server.wait(SERVER_STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.pid, signal.SIGKILL)
-                server.wait()
+        with server_process("the hub server", command, port, log_path,
+                            lambda url: requests.get(f"{url}/readyz", timeout=2).status_code == 200,
+                            env={"MODELHUB_ANONYMOUS_READ": "true"},
+                            timeout=SERVER_START_TIMEOUT_S) as server:
+            yield server.url
     finally:
         signal.signal(signal.SIGTERM, previous_handler)
-
-
-def wait_until_ready(url: str, server: subprocess.Popen, log_path: Path) -> None:
-    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"the hub server exited with {server.returncode}:\n"
-                               + log_path.read_text(errors="replace")[-4000:])
-        with contextlib.suppress(requests.RequestException):
-            if requests.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        time.sleep(0.1)
-    raise RuntimeError(f"the hub server at {url} was not ready after {SERVER_START_TIMEOUT_S} s:\n"
-                       + log_path.read_text(errors="replace")[-4000:])
 
 
 # --- the operations -------------------------------------------------------------------------------
@@ -226,64 +190,28 @@ def format_table(summary: dict[str, dict]) -> str:
 
 class OtherCpu:
     """CPU time that processes other than this one and its children (the server, cp) use from
-    now on: busy time of the whole machine (/proc/stat) minus our own. Kernel threads count as
-    others, so writeback done by flusher threads shows up here too, by a second or two."""
+    now on: busy time of the whole machine minus our own. Kernel threads count as others, so
+    writeback done by flusher threads shows up here too, by a second or two."""
 
     def __init__(self):
-        self.start_busy, self.start_own = self._busy(), self._own()
-
-    @staticmethod
-    def _busy() -> float:
-        with open("/proc/stat") as f:
-            ticks = [int(n) for n in f.readline().split()[1:]]
-        user, nice, system, irq, softirq = (ticks[i] for i in (0, 1, 2, 5, 6))  # not idle, iowait
-        return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+        self.start_busy, self.start_own = machine_busy_seconds(), self._own()
 
     @staticmethod
     def _own() -> float:
-        t = os.times()
-        return t.user + t.system + t.children_user + t.children_system
+        return own_cpu_seconds() + children_cpu_seconds()
 
     def seconds(self) -> float:
         """Only complete once every child has been waited for (their times count then)."""
-        return (self._busy() - self.start_busy) - (self._own() - self.start_own)
-
-
-def reproduce_command(args: argparse.Namespace) -> str:
-    command = [sys.executable, "benchmarks/http_pull.py", "--size-mb", str(args.size_mb),
-               "--repeat", str(args.repeat), "--workdir", str(args.workdir)]
-    if args.json:
-        command += ["--json", str(args.json)]
-    if args.no_prefault:
-        command.append("--no-prefault")
-    return shlex.join(command)
+        return (machine_busy_seconds() - self.start_busy) - (self._own() - self.start_own)
 
 
 # --- main -----------------------------------------------------------------------------------------
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--size-mb", type=int, default=1024,
-                        help="MB of weights in the generated model (default 1024)")
-    parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR,
-                        help="where the model is built (and reused, shared with publish_pull.py) "
-                             "and the store and caches go (default /tmp/modelhub-bench)")
-    parser.add_argument("--repeat", type=int, default=3,
-                        help="repetitions; best and median are reported (default 3)")
-    parser.add_argument("--json", type=Path, metavar="OUT", help="also write the results here")
-    parser.add_argument("--no-prefault", action="store_true",
-                        help="do not touch memory before each operation (see the docstring)")
-    args = parser.parse_args(argv)
-    if args.size_mb < 1 or args.repeat < 1:
-        parser.error("--size-mb and --repeat must be at least 1")
-    args.workdir = args.workdir.absolute()
-    return args
-
-
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
+    args = parse_transfer_args(__doc__, argv, "the model is built (and reused, shared with publish_pull.py) and the store and caches go")
     started = time.perf_counter()
-    print(f"reproduce: cd {REPO_ROOT} && {reproduce_command(args)}")
+    command = reproduce_command("benchmarks/http_pull.py", args)
+    print(f"reproduce: cd {REPO_ROOT} && {command}")
     model = ensure_model(args.workdir, args.size_mb)
     size = folder_size(model)
     env = environment(args.workdir)
@@ -323,7 +251,7 @@ def main(argv: list[str] | None = None) -> None:
 
     if args.json:
         args.json.write_text(json.dumps({
-            "command": reproduce_command(args), "size_bytes": size, "repeat": args.repeat,
+            "command": command, "size_bytes": size, "repeat": args.repeat,
             "prefault_bytes": prefault_bytes, "server_workers": SERVER_WORKERS,
             "environment": env, "operations": summary, "total_run_s": elapsed,
             "other_processes_cpu_s": other_cpu_s,

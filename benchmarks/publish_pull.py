@@ -43,11 +43,9 @@ MB means 2**20 bytes throughout, as in `build_large`.
 """
 from __future__ import annotations
 
-import argparse
 import functools
 import json
 import os
-import shlex
 import statistics
 import sys
 import time
@@ -58,7 +56,6 @@ if __package__ in (None, ""):  # run as a file: make the `benchmarks` package im
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import (
-    DEFAULT_WORKDIR,
     MIB,
     MODEL_NAME,
     MODEL_REF,
@@ -67,7 +64,9 @@ from benchmarks.common import (
     ensure_model,
     environment,
     folder_size,
+    parse_transfer_args,
     render_table,
+    reproduce_command,
     scratch,
     timed,
 )
@@ -141,41 +140,13 @@ def format_table(summary: dict[str, dict]) -> str:
     ])
 
 
-def reproduce_command(args: argparse.Namespace) -> str:
-    command = [sys.executable, "benchmarks/publish_pull.py", "--size-mb", str(args.size_mb),
-               "--repeat", str(args.repeat), "--workdir", str(args.workdir)]
-    if args.json:
-        command += ["--json", str(args.json)]
-    if args.no_prefault:
-        command.append("--no-prefault")
-    return shlex.join(command)
-
-
 # --- main -----------------------------------------------------------------------------------------
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--size-mb", type=int, default=1024,
-                        help="MB of weights in the generated model (default 1024)")
-    parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR,
-                        help="where the model is built (and reused) and the stores go "
-                             "(default /tmp/modelhub-bench)")
-    parser.add_argument("--repeat", type=int, default=3,
-                        help="repetitions; best and median are reported (default 3)")
-    parser.add_argument("--json", type=Path, metavar="OUT", help="also write the results here")
-    parser.add_argument("--no-prefault", action="store_true",
-                        help="do not touch memory before each operation (see the docstring)")
-    args = parser.parse_args(argv)
-    if args.size_mb < 1 or args.repeat < 1:
-        parser.error("--size-mb and --repeat must be at least 1")
-    args.workdir = args.workdir.absolute()
-    return args
-
-
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
+    args = parse_transfer_args(__doc__, argv, "the model is built (and reused) and the stores go")
     started = time.perf_counter()
-    print(f"reproduce: cd {REPO_ROOT} && {reproduce_command(args)}")
+    command = reproduce_command("benchmarks/publish_pull.py", args)
+    print(f"reproduce: cd {REPO_ROOT} && {command}")
     model = ensure_model(args.workdir, args.size_mb)
     size = folder_size(model)
     env = environment(args.workdir)
@@ -197,7 +168,7 @@ def main(argv: list[str] | None = None) -> None:
 
     if args.json:
         args.json.write_text(json.dumps({
-            "command": reproduce_command(args), "size_bytes": size, "repeat": args.repeat,
+            "command": command, "size_bytes": size, "repeat": args.repeat,
             "prefault_bytes": prefault_bytes, "environment": env, "operations": summary,
             "total_run_s": elapsed,
         }, indent=2) + "\n")

@@ -4,7 +4,7 @@ against the SavedModel, both called in-process. Prints a markdown table.
     .venv/bin/python benchmarks/tflite_sizes.py [--example image_classifier] [--seconds 3]
 
 The example is built, published into a temporary local registry and converted with
-`hub.convert.convert` in every mode (the path `modelhub convert` takes, parity check included).
+`hub.conversion.convert` in every mode (the path `modelhub convert` takes, parity check included).
 Each model is then called with one row, from one thread, for `--seconds` after a warm-up: the
 SavedModel the way a server calls it (`tf.constant` in, the signature's concrete function,
 `.numpy()` out), the .tflite through LiteRT's signature runner (numpy in, numpy out).
@@ -26,9 +26,10 @@ if __package__ in (None, ""):  # run as a script: the repository root holds the 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from hub.convert import convert
+from hub.conversion import convert
 from hub.examples import BUILDERS
-from hub.registry import Registry, blob_key
+from hub.registry import Registry
+from hub.registry.layout import blob_key
 from schemas.api import QUANTIZE_MODES
 
 SIGNATURE = "serving_default"

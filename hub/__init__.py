@@ -1,4 +1,7 @@
-"""The registry of versioned SavedModels, its HTTP API, client SDK and command line."""
+"""The registry of versioned SavedModels and everything around it: the registry itself
+(`registry`), reading SavedModels without TensorFlow (`savedmodel`), who may do what (`auth`),
+the hub server (`server`), the Python client and its cache (`client`), the TFLite conversion
+path (`conversion`), example models (`examples`) and the hub's commands (`cli`)."""
 from __future__ import annotations
 
 
@@ -7,6 +10,9 @@ def load(ref: str, *, url: str | None = None, token: str | None = None, **load_o
 
     The hub is `url` or MODELHUB_URL (token: MODELHUB_TOKEN); files come through the local cache
     (MODELHUB_CACHE), and with MODELHUB_OFFLINE=1 from the cache alone."""
+    from schemas.settings import load_settings
+
     from .client import HubClient
 
-    return HubClient(url, token).load(ref, **load_options)
+    settings = load_settings({"hub_url": url, "token": token})
+    return HubClient.from_settings(settings).load(ref, **load_options)

@@ -1,7 +1,9 @@
-"""`modelhub`: the command line.
+"""The hub's commands: publish, pull, ls, show, alias, rm, gc, export, convert, token.
 
-Every user error exits non-zero with one line on stderr, never a traceback. Progress bars appear
-on a terminal only (and never with --quiet), so scripts get clean output.
+The `modelhub` command (`modelhub/cli.py`) mounts them under its root group, whose context
+object is the `Settings`. Every user error exits non-zero with one line on stderr, never a
+traceback. Progress bars appear on a terminal only (and never with --quiet), so scripts get
+clean output.
 """
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import json
 import os
 import sys
 import uuid
+from datetime import timedelta
 from pathlib import Path
 
 import click
@@ -17,36 +20,24 @@ import click
 from schemas.api import QUANTIZE_MODES, SCOPES
 from schemas.errors import ArtifactNotFound, InvalidArgument, ModelhubError
 from schemas.manifest import dump_manifest
+from schemas.settings import Settings
 
-from .registry import DEFAULT_STORE
-
-
-
-class _Group(click.Group):
-    """Turns the project's errors (and OS errors on local files) into one-line messages."""
-
-    def invoke(self, ctx: click.Context):
-        try:
-            return super().invoke(ctx)
-        except ModelhubError as e:
-            raise click.ClickException(str(e)) from e
-        except OSError as e:
-            raise click.ClickException(f"{e.strerror or e}: {e.filename}" if e.filename else str(e)) from e
 
 
 def _registry(ctx: click.Context):
-    """The hub client when --hub/MODELHUB_URL is set, else the registry on --store."""
-    obj = ctx.find_root().obj
-    if "registry" not in obj:
-        if obj["hub"]:
+    """The hub client when a hub URL is set, else the registry on the store (one per command)."""
+    root = ctx.find_root()
+    if "registry" not in root.meta:
+        settings: Settings = root.obj
+        if settings.hub_url:
             from .client import HubClient
 
-            obj["registry"] = HubClient(obj["hub"])  # token from MODELHUB_TOKEN
+            root.meta["registry"] = HubClient.from_settings(settings)
         else:
             from .registry import Registry
 
-            obj["registry"] = Registry.open(obj["store"])
-    return obj["registry"]
+            root.meta["registry"] = Registry.open(settings.store)
+    return root.meta["registry"]
 
 
 @contextlib.contextmanager
@@ -54,7 +45,7 @@ def _progress(ctx: click.Context, total: int, desc: str):
     """A byte progress bar on a terminal; a no-op callback otherwise."""
     from tqdm import tqdm
 
-    quiet = ctx.find_root().obj["quiet"] or not sys.stderr.isatty()
+    quiet = ctx.find_root().obj.quiet or not sys.stderr.isatty()
     with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=desc,
               disable=quiet, leave=False) as bar:
         yield bar.update
@@ -74,20 +65,6 @@ def _folder_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--store", envvar="MODELHUB_STORE", default=DEFAULT_STORE, show_default=True,
-              help="Store URI: a folder, file:///path or s3://bucket/prefix [env MODELHUB_STORE].")
-@click.option("--hub", envvar="MODELHUB_URL", default=None,
-              help="Work through a running hub at this URL instead of a store [env MODELHUB_URL]; "
-                   "the token comes from MODELHUB_TOKEN.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
-@click.version_option(package_name="modelhub")
-@click.pass_context
-def cli(ctx: click.Context, store: str, hub: str | None, quiet: bool) -> None:
-    """Publish, fetch and manage versioned TensorFlow SavedModels."""
-    ctx.obj = {"store": store, "hub": hub, "quiet": quiet}
-
-
 def _parse_tags(tags: tuple[str, ...]) -> dict[str, str]:
     parsed = {}
     for tag in tags:
@@ -98,7 +75,7 @@ def _parse_tags(tags: tuple[str, ...]) -> dict[str, str]:
     return parsed
 
 
-@cli.command()
+@click.command()
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
 @click.option("--name", required=True, help="Model name.")
 @click.option("--description", default="", help="One-line description.")
@@ -119,7 +96,7 @@ def publish(ctx, path: Path, name: str, description: str, tags, aliases, license
     click.echo(f"{manifest['name']}/{manifest['version']}")
 
 
-@cli.command()
+@click.command()
 @click.argument("ref")
 @click.option("-o", "--output", type=click.Path(path_type=Path),
               help="Destination folder (or file with --format tar or tflite; '-' for stdout with "
@@ -140,7 +117,7 @@ def pull(ctx, ref: str, output: Path | None, fmt: str, quantize: str,
     label = f"{manifest['name']}/{manifest['version']}"
     default = Path(f"{manifest['name']}-{manifest['version']}")
     if fmt == "tflite":
-        from .convert import artifact_name
+        from .conversion import artifact_name
 
         artifact = artifact_name(quantize, signature)
         dest = output or default.with_name(f"{default.name}-{artifact}.tflite")
@@ -184,7 +161,7 @@ def pull(ctx, ref: str, output: Path | None, fmt: str, quantize: str,
     click.echo(str(dest))
 
 
-@cli.command(name="ls")
+@click.command(name="ls")
 @click.argument("query", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
@@ -213,7 +190,7 @@ def _describe_spec(spec: dict) -> str:
     return f"{spec['dtype']}{shape}"
 
 
-@cli.command()
+@click.command()
 @click.argument("ref")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
 @click.pass_context
@@ -223,9 +200,10 @@ def show(ctx, ref: str, as_json: bool) -> None:
     manifest = registry.get(ref)
     name, version = manifest["name"], manifest["version"]
     # Asked afresh: artifacts are added after publishing, and a hub client caches manifests.
-    manifest["artifacts"] = registry.artifacts(name, version)
+    artifacts = registry.artifacts(name, version)
     if as_json:
-        click.echo(json.dumps(dump_manifest(manifest), indent=2, sort_keys=True))
+        click.echo(json.dumps({**dump_manifest(manifest), "artifacts": artifacts}, indent=2,
+                              sort_keys=True))
         return
     aliases = sorted(a for a, v in registry.aliases(name).items() if v == version)
     click.echo(f"{name}/{version}" + (f"  (aliases: {', '.join(aliases)})" if aliases else ""))
@@ -246,7 +224,7 @@ def show(ctx, ref: str, as_json: bool) -> None:
             click.echo(f"    in  {key}: {_describe_spec(spec)}")
         for key, spec in sorted(sig["outputs"].items()):
             click.echo(f"    out {key}: {_describe_spec(spec)}")
-    for art_name, art in sorted(manifest["artifacts"].items()):
+    for art_name, art in sorted(artifacts.items()):
         click.echo(f"  artifact {art_name}: {_size(art['size'])}{_describe_artifact(art)}")
 
 
@@ -264,7 +242,7 @@ def _describe_artifact(record: dict) -> str:
     return f"  ({meta.get('quantize')}, {checked}, {meta.get('samples')} samples)"
 
 
-@cli.group()
+@click.group()
 def alias() -> None:
     """Move and remove aliases (name@alias; TF Serving version labels)."""
 
@@ -291,7 +269,7 @@ def alias_rm(ctx, name: str, alias_name: str) -> None:
     click.echo(f"removed {name}@{alias_name}")
 
 
-@cli.command()
+@click.command()
 @click.argument("ref")
 @click.pass_context
 def rm(ctx, ref: str) -> None:
@@ -305,21 +283,35 @@ def rm(ctx, ref: str) -> None:
     click.echo(f"deleted {parsed}")
 
 
-@cli.command()
-@click.option("--grace", default="24h", show_default=True,
+class Duration(click.ParamType):
+    """`0s`, `90s`, `30m`, `24h`, `7d`."""
+
+    name = "duration"
+    UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+    def convert(self, value, param, ctx) -> timedelta:
+        if isinstance(value, timedelta):
+            return value
+        text = str(value)
+        if not text or text[-1] not in self.UNITS or not text[:-1].isdigit():
+            self.fail(f"invalid duration {text!r}: use a whole number with s, m, h or d "
+                      "(0s, 30m, 24h, 7d)", param, ctx)
+        return timedelta(seconds=int(text[:-1]) * self.UNITS[text[-1]])
+
+
+@click.command()
+@click.option("--grace", type=Duration(), default="24h", show_default=True,
               help="Keep unreferenced files younger than this (0s, 30m, 24h); must exceed the "
                    "longest publish that may be in flight.")
 @click.pass_context
-def gc(ctx, grace: str) -> None:
+def gc(ctx, grace: timedelta) -> None:
     """Remove stored files that no version references any more."""
-    from .registry import parse_duration
-
-    report = _registry(ctx).gc(parse_duration(grace))
+    report = _registry(ctx).gc(grace)
     click.echo(f"removed {report['removed_blobs']} blobs ({_size(report['freed_bytes'])}) and "
                f"{report['removed_incomplete']} incomplete uploads")
 
 
-@cli.command()
+@click.command()
 @click.argument("ref")
 @click.option("--layout", type=click.Choice(["tf-serving"]), required=True,
               help="tf-serving: DIR/NAME/VERSION/saved_model.pb, a TF Serving model base path.")
@@ -366,7 +358,7 @@ def _native_output_captured():
                 sys.stderr.write(capture.read().decode(errors="replace"))
 
 
-@cli.command()
+@click.command()
 @click.argument("ref")
 @click.option("--to", "target", type=click.Choice(["tflite"]), required=True,
               help="The format to convert to.")
@@ -397,7 +389,7 @@ def convert(ctx, ref: str, target: str, quantize: str, samples: Path | None,
             as_json: bool) -> None:
     """Convert REF to TFLite, check it against the SavedModel, and store it as an artifact of
     REF (create-only). Through a hub (--hub), the hub converts."""
-    from .convert import artifact_name
+    from .conversion import artifact_name
 
     registry = _registry(ctx)
     name, version = registry.resolve(ref)
@@ -409,7 +401,7 @@ def convert(ctx, ref: str, target: str, quantize: str, samples: Path | None,
     if hasattr(registry, "convert"):  # a hub client: the hub does the work
         record = registry.convert(label, **options)
     else:
-        from .convert import convert as convert_version
+        from .conversion import convert as convert_version
 
         with _native_output_captured():
             record = convert_version(registry, label, **options)
@@ -436,7 +428,7 @@ def convert(ctx, ref: str, target: str, quantize: str, samples: Path | None,
                    "pass --samples for ranges that match your data", err=True)
 
 
-@cli.group()
+@click.group()
 def token() -> None:
     """API tokens for the hub (scopes: read < write < admin)."""
 
@@ -451,106 +443,12 @@ def token_create(ctx, scope: str, description: str) -> None:
     if hasattr(registry, "create_token"):  # through a hub: needs an admin token
         new = registry.create_token(scope, description)
     else:  # straight into the store
-        from .tokens import TokenStore
+        from .auth import TokenStore
 
         new = TokenStore(registry.store).create(scope, description)
     click.echo(f"Created a token with scope {scope}; it is shown only this once:", err=True)
     click.echo(new)
 
 
-def _default_workers(role: str) -> int:
-    if role == "hub":
-        return max(2, min(4, os.cpu_count() or 1))  # transfers are I/O bound
-    # TensorFlow runs its own thread pools; one process holds each model once in memory.
-    return 1
-
-
-@cli.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8080, show_default=True, type=int)
-@click.option("--role", type=click.Choice(["all", "hub", "serving"]), default="all",
-              show_default=True, help="Registry API, prediction APIs, or both.")
-@click.option("--models", default=None, metavar="NAME,...", help="Models to serve.")
-@click.option("--all", "all_models", is_flag=True, help="Serve every model in the registry "
-              "(the default when --models is not given).")
-@click.option("--model-config", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="Serving config (JSON): per-model version policy and device.")
-@click.option("--device", default="auto", show_default=True,
-              help="auto, cpu, gpu, gpu:N or tpu.")
-@click.option("--memory-budget-mb", default=0, show_default=True, type=float,
-              help="Unload least-recently-used versions above this much (0: no limit).")
-@click.option("--poll-seconds", default=30.0, show_default=True, type=float,
-              help="How often serving looks for new versions and alias moves (0: never).")
-@click.option("--runtime", type=click.Choice(["tensorflow", "tflite"]), default="tensorflow",
-              show_default=True, help="Run the SavedModel, or the version's TFLite artifact with "
-              "LiteRT (the numbers a device will produce).")
-@click.option("--tflite-quantize", type=click.Choice(QUANTIZE_MODES),
-              default="dynamic", show_default=True,
-              help="With --runtime tflite: which conversion (quantization mode) to run.")
-@click.option("--batching/--no-batching", default=True, show_default=True,
-              help="Merge concurrent requests into one model call.")
-@click.option("--max-batch-size", default=32, show_default=True, type=int,
-              help="Rows in one merged call.")
-@click.option("--batch-timeout-micros", default=0, show_default=True, type=int,
-              help="How long a batch waits to fill (0: run what is queued as soon as the model "
-              "is free).")
-@click.option("--max-enqueued-batches", default=64, show_default=True, type=int,
-              help="Queue depth (in batches) before requests are refused with 503.")
-@click.option("--num-batch-threads", default=0, show_default=True, type=int,
-              help="Batches run at the same time, per model signature (0: one per CPU core).")
-@click.option("--allowed-batch-sizes", default="", metavar="N,...",
-              help="Pad each batch up to the next of these sizes (the last must equal "
-              "--max-batch-size).")
-@click.option("--workers", default=None, type=int,
-              help="Worker processes [default: 1 with serving, 2-4 for --role hub].")
-@click.option("--threads", default=16, show_default=True, type=int, help="Threads per worker.")
-@click.option("--timeout", default=120, show_default=True, type=int,
-              help="Seconds a worker may stay silent before it is restarted.")
-@click.option("--graceful-timeout", default=30, show_default=True, type=int,
-              help="Seconds in-flight requests get to finish on shutdown.")
-@click.pass_context
-def serve(ctx, host: str, port: int, role: str, models: str | None, all_models: bool,
-          model_config: str | None, device: str, memory_budget_mb: float, poll_seconds: float,
-          runtime: str, tflite_quantize: str, batching: bool, max_batch_size: int, batch_timeout_micros: int,
-          max_enqueued_batches: int, num_batch_threads: int, allowed_batch_sizes: str,
-          workers: int | None, threads: int, timeout: int, graceful_timeout: int) -> None:
-    """Run the hub API and/or the prediction APIs on the store under gunicorn."""
-    if sum(map(bool, (models, all_models, model_config))) > 1:
-        raise InvalidArgument("give one of --models, --all and --model-config")
-    obj = ctx.find_root().obj
-    from .registry import Registry
-
-    Registry.open(obj["store"])  # a bad store fails here, with a one-line message
-    os.environ.update({"MODELHUB_STORE": obj["store"], "MODELHUB_ROLE": role,
-                       "MODELHUB_MODELS": models or "", "MODELHUB_DEVICE": device,
-                       "MODELHUB_MODEL_CONFIG": os.path.abspath(model_config) if model_config else "",
-                       "MODELHUB_MEMORY_BUDGET_MB": str(memory_budget_mb),
-                       "MODELHUB_POLL_SECONDS": str(poll_seconds), "MODELHUB_RUNTIME": runtime,
-                       "MODELHUB_TFLITE_QUANTIZE": tflite_quantize,
-                       "MODELHUB_BATCHING": str(batching).lower(),
-                       "MODELHUB_MAX_BATCH_SIZE": str(max_batch_size),
-                       "MODELHUB_BATCH_TIMEOUT_MICROS": str(batch_timeout_micros),
-                       "MODELHUB_MAX_ENQUEUED_BATCHES": str(max_enqueued_batches),
-                       "MODELHUB_NUM_BATCH_THREADS": str(num_batch_threads),
-                       "MODELHUB_ALLOWED_BATCH_SIZES": allowed_batch_sizes})
-    argv = [sys.executable, "-m", "gunicorn",
-            "--bind", f"{host}:{port}",
-            "--workers", str(workers or _default_workers(role)),
-            "--worker-class", "gthread", "--threads", str(threads),
-            "--timeout", str(timeout), "--graceful-timeout", str(graceful_timeout),
-            # publish metadata travels in a header; allow model cards of a useful size
-            "--limit-request-field_size", "65536",
-            "--access-logfile", "-", "--error-logfile", "-",
-            # one fixed control-socket path would be shared by every server on the machine
-            "--no-control-socket",
-            # the app object lives in the top layer; named as a string, not imported here
-            "serving.app:create_app()"]
-    os.execv(sys.executable, argv)
-
-
-def main() -> None:
-    cli(prog_name="modelhub")
-
-
-if __name__ == "__main__":
-    main()
+#: The commands this package adds to `modelhub`.
+COMMANDS = (publish, pull, list_models, show, alias, rm, gc, export, convert, token)

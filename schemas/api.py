@@ -6,7 +6,7 @@ import binascii
 
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate
 
-from schemas.manifest import ALIAS_PATTERN, TAG_KEY_PATTERN, ArtifactSchema
+from schemas.manifest import ALIAS_PATTERN, ArtifactSchema, DescriptionSchema, ManifestSchema
 
 SCOPES = ("read", "write", "admin")
 #: TFLite conversion modes: none (float32), dynamic (int8 weights, float activations),
@@ -34,15 +34,9 @@ class _Request(Schema):
         unknown = RAISE  # a misspelt field is an error, not silently ignored
 
 
-class PublishMetadataSchema(_Request):
+class PublishMetadataSchema(DescriptionSchema, _Request):
     """Sent as JSON in the `Modelhub-Metadata` header of a publish request."""
 
-    description = fields.Str(load_default="", validate=validate.Length(max=10_000))
-    tags = fields.Dict(keys=fields.Str(validate=validate.Regexp(TAG_KEY_PATTERN)),
-                       values=fields.Str(validate=validate.Length(max=256)), load_default=dict)
-    license = fields.Str(allow_none=True, load_default=None, validate=validate.Length(max=256))
-    model_card = fields.Str(allow_none=True, load_default=None,
-                            validate=validate.Length(max=1_000_000))
     aliases = fields.List(fields.Str(validate=validate.Regexp(ALIAS_PATTERN)), load_default=list,
                           validate=validate.Length(max=16))
 
@@ -154,6 +148,14 @@ class AliasSchema(Schema):
     version = fields.Int()
     previous = fields.Int(allow_none=True)
     updated = fields.Str()
+
+
+class VersionSchema(ManifestSchema):
+    """A version as the API answers it: its manifest, and the artifacts added to it since
+    (they are kept beside the manifest, which is never rewritten)."""
+
+    artifacts = fields.Dict(keys=fields.Str(), values=fields.Nested(ArtifactSchema),
+                            load_default=dict)
 
 
 class ArtifactListSchema(Schema):

@@ -270,6 +270,14 @@ class HubUnavailable(ModelhubError, ConnectionError):
     status = 503
 
 
+def first_line(error: BaseException | str, limit: int = 300) -> str:
+    """The first line of an error's message (TensorFlow's run to pages), or its type's name."""
+    text = str(error).strip()
+    if not text:
+        return type(error).__name__ if isinstance(error, BaseException) else ""
+    return text.splitlines()[0][:limit]
+
+
 def all_error_classes() -> list[type[ModelhubError]]:
     """Every class of the hierarchy, for code-to-class tables (clients) and tests."""
     found, pending = [], [ModelhubError]

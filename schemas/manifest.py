@@ -62,22 +62,27 @@ class SignatureSchema(_Strict):
     outputs = fields.Dict(keys=fields.Str(), values=fields.Nested(TensorSpecSchema), required=True)
 
 
-class ArtifactSchema(_Strict):
+class ArtifactSchema(FileEntrySchema):
     """A file derived from the version and stored beside it (e.g. `model.tflite`)."""
 
-    path = fields.Str(required=True)
-    size = fields.Int(required=True, validate=validate.Range(min=0))
-    sha256 = fields.Str(required=True, validate=validate.Regexp(SHA256_PATTERN))
     kind = fields.Str(load_default="")
     metadata = fields.Dict(keys=fields.Str(), load_default=dict)
 
-    @validates("path")
-    def _safe_path(self, value: str, **_) -> None:
-        if not is_safe_relative_path(value):
-            raise ValidationError(f"unsafe file path {value!r}")
+
+class DescriptionSchema(Schema):
+    """What a publisher says about a version: the same rules in a manifest and in a publish
+    request."""
+
+    description = fields.Str(load_default="", validate=validate.Length(max=10_000))
+    tags = fields.Dict(keys=fields.Str(validate=validate.Regexp(TAG_KEY_PATTERN)),
+                       values=fields.Str(validate=validate.Length(max=256)),
+                       load_default=dict)
+    license = fields.Str(allow_none=True, load_default=None, validate=validate.Length(max=256))
+    model_card = fields.Str(allow_none=True, load_default=None,
+                            validate=validate.Length(max=1_000_000))
 
 
-class ManifestSchema(_Strict):
+class ManifestSchema(DescriptionSchema, _Strict):
     schema_version = fields.Int(required=True,
                                 validate=validate.Equal(MANIFEST_SCHEMA_VERSION))
     name = fields.Str(required=True, validate=validate.Regexp(NAME_PATTERN))
@@ -89,17 +94,6 @@ class ManifestSchema(_Strict):
     signatures = fields.Dict(keys=fields.Str(), values=fields.Nested(SignatureSchema),
                              load_default=dict)
     tensorflow_version = fields.Str(allow_none=True, load_default=None)
-    description = fields.Str(load_default="", validate=validate.Length(max=10_000))
-    tags = fields.Dict(keys=fields.Str(validate=validate.Regexp(TAG_KEY_PATTERN)),
-                       values=fields.Str(validate=validate.Length(max=256)),
-                       load_default=dict)
-    license = fields.Str(allow_none=True, load_default=None, validate=validate.Length(max=256))
-    model_card = fields.Str(allow_none=True, load_default=None,
-                            validate=validate.Length(max=1_000_000))
-    #: Not written at publish time: filled on read from the version's artifact records, which
-    #: are added later, create-only, beside the (never rewritten) manifest.
-    artifacts = fields.Dict(keys=fields.Str(), values=fields.Nested(ArtifactSchema),
-                            load_default=dict)
     publish_id = fields.Str(allow_none=True, load_default=None)
 
     @validates("files")
@@ -115,12 +109,16 @@ _MANIFEST = ManifestSchema()
 _ARTIFACT = ArtifactSchema()
 
 
-def load_artifact(data: object, where: str = "artifact record") -> dict:
-    """Validate an artifact record read from anywhere (store, HTTP)."""
+def _checked(schema: Schema, data: object, where: str) -> dict:
     try:
-        return _ARTIFACT.load(data)
+        return schema.load(data)
     except ValidationError as e:
         raise InvalidManifest(f"{where} is invalid: {e.messages}") from e
+
+
+def load_artifact(data: object, where: str = "artifact record") -> dict:
+    """Validate an artifact record read from anywhere (store, HTTP)."""
+    return _checked(_ARTIFACT, data, where)
 
 
 def dump_artifact(record: dict) -> dict:
@@ -130,13 +128,9 @@ def dump_artifact(record: dict) -> dict:
 
 def load_manifest(data: object, where: str = "manifest") -> dict:
     """Validate a manifest read from anywhere (store, HTTP) and return it as typed values."""
-    try:
-        return _MANIFEST.load(data)
-    except ValidationError as e:
-        raise InvalidManifest(f"{where} is invalid: {e.messages}") from e
+    return _checked(_MANIFEST, data, where)
 
 
 def dump_manifest(manifest: dict) -> dict:
     """Validate a manifest about to be written and return its JSON-ready form."""
-    loaded = load_manifest(_MANIFEST.dump(manifest), "new manifest")
-    return _MANIFEST.dump(loaded)
+    return _MANIFEST.dump(load_manifest(_MANIFEST.dump(manifest), "new manifest"))

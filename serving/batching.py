@@ -20,7 +20,6 @@ its batch down with it. A full queue is refused at once with `Overloaded` (503).
 from __future__ import annotations
 
 import collections
-import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -29,52 +28,9 @@ from typing import Callable
 import numpy as np
 
 from schemas.errors import InvalidArgument, Overloaded
+from schemas.serving import BatchingOptions
 
 Arrays = dict[str, np.ndarray]
-
-
-@dataclass(frozen=True)
-class BatchingOptions:
-    enabled: bool = True
-    max_batch_size: int = 32
-    #: 0: run what is queued as soon as a batch thread is free (no waiting when idle)
-    batch_timeout_micros: int = 0
-    max_enqueued_batches: int = 64
-    #: batches of one signature running at once; 0: one per CPU core (TF Serving's default)
-    num_batch_threads: int = 0
-    #: pad each batch up to the next of these sizes (the last must be max_batch_size)
-    allowed_batch_sizes: tuple[int, ...] = ()
-
-    def __post_init__(self):
-        if self.num_batch_threads == 0:
-            object.__setattr__(self, "num_batch_threads", _cpu_cores())
-        for knob in ("max_batch_size", "max_enqueued_batches", "num_batch_threads"):
-            if getattr(self, knob) < 1:
-                raise InvalidArgument(f"batching: {knob} must be at least 1")
-        if self.batch_timeout_micros < 0:
-            raise InvalidArgument("batching: batch_timeout_micros must not be negative")
-        sizes = list(self.allowed_batch_sizes)
-        if sizes:
-            if any(s < 1 for s in sizes) or sizes != sorted(set(sizes)):
-                raise InvalidArgument("batching: allowed_batch_sizes must be increasing positive "
-                                      "sizes")
-            if sizes[-1] != self.max_batch_size:
-                raise InvalidArgument(f"batching: the last allowed batch size ({sizes[-1]}) must "
-                                      f"equal max_batch_size ({self.max_batch_size})")
-
-    def padded_size(self, rows: int) -> int:
-        for size in self.allowed_batch_sizes:
-            if size >= rows:
-                return size
-        return rows
-
-
-def _cpu_cores() -> int:
-    """The cores this process may run on (a container's CPU set, not the host's count)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def batchable(spec: dict) -> bool:

@@ -3,17 +3,15 @@ from __future__ import annotations
 
 import functools
 import logging
-import re
 
 from schemas.errors import DeviceUnavailable, InvalidArgument
+from schemas.serving import DEVICE_PATTERN
 
 log = logging.getLogger(__name__)
 
-DEVICE_PATTERN = re.compile(r"^(auto|cpu|tpu|gpu(:\d+)?)$")
-
 
 def check_device(device: str) -> str:
-    if not DEVICE_PATTERN.match(device or ""):
+    if not isinstance(device, str) or not DEVICE_PATTERN.fullmatch(device):
         raise InvalidArgument(f"invalid device {device!r}: use auto, cpu, gpu, gpu:N or tpu")
     return device
 

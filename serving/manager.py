@@ -1,7 +1,6 @@
-"""The model manager: which versions are loaded, where, and in what state.
+"""The model manager: the lifecycle of served versions (see `served` for their states).
 
-Versions go through TensorFlow Serving's states: START -> LOADING -> AVAILABLE -> UNLOADING ->
-END (or LOADING -> END with the error when a load fails; other models are unaffected). A
+A failed load ends at END with its error; other models are unaffected. A
 background thread watches the registry: new versions that the model's version policy wants are
 loaded, warmed up and made AVAILABLE *before* the versions they replace are unloaded, so requests
 never find a model without a servable version during a switch. Registry aliases are TF Serving
@@ -11,10 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import logging
+import os
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -30,97 +30,18 @@ from schemas.errors import (
     ModelNotFound,
     NotAvailable,
     VersionNotFound,
+    first_line,
 )
-from schemas.api import QUANTIZE_MODES
+from schemas.serving import BatchingOptions, ModelConfig, load_serving_config
+from schemas.settings import Settings
 
-from .batching import Batcher, BatchingOptions, batchable
+from .batching import Batcher, batchable
 from .devices import check_device, resolve_device
-from .runtimes import RUNTIMES, TensorFlowRuntime, TFLiteRuntime
+from .runtimes import TensorFlowRuntime, TFLiteRuntime
+from .served import AVAILABLE, END, EVICTED, FAILED, LOADING, RETIRED, UNLOADING, ServedVersion
 from .tensors import NUMPY_DTYPES
 
 log = logging.getLogger(__name__)
-
-START, LOADING, AVAILABLE, UNLOADING, END = "START", "LOADING", "AVAILABLE", "UNLOADING", "END"
-MAX_LOAD_ATTEMPTS = 5
-RETRY_SECONDS = 30.0
-
-
-def _check_runtime(runtime: str | None, quantize: str | None, where: str) -> None:
-    if runtime is not None and runtime not in RUNTIMES:
-        raise InvalidArgument(f"invalid runtime {runtime!r} {where}: use {' or '.join(RUNTIMES)}")
-    if quantize is not None and quantize not in QUANTIZE_MODES:
-        raise InvalidArgument(f"invalid quantization mode {quantize!r} {where}: use "
-                              f"{', '.join(QUANTIZE_MODES)}")
-
-
-@dataclass
-class ModelConfig:
-    """How one model is served (from `--models` or a serving config file)."""
-
-    name: str
-    #: "latest" (the newest `latest` versions), "all", or "specific" (`versions`).
-    policy: str = "latest"
-    latest: int = 1
-    versions: list[int] = field(default_factory=list)
-    device: str | None = None  # None: the server's default (so for the three below)
-    runtime: str | None = None  # "tensorflow" or "tflite"
-    quantize: str | None = None  # which TFLite artifact the tflite runtime runs
-    batching: BatchingOptions | None = None
-
-    def __post_init__(self):
-        check_name(self.name)
-        if self.policy not in ("latest", "all", "specific"):
-            raise InvalidArgument(f"invalid version policy {self.policy!r} for {self.name}: "
-                                  "use latest, all or specific")
-        if self.device is not None:
-            check_device(self.device)
-        _check_runtime(self.runtime, self.quantize, f"for {self.name}")
-
-    def wanted(self, published: list[int]) -> set[int]:
-        if self.policy == "all":
-            return set(published)
-        if self.policy == "specific":
-            return set(self.versions) & set(published)
-        return set(published[-self.latest:]) if published else set()
-
-
-@dataclass
-class ServedVersion:
-    name: str
-    version: int
-    state: str = START
-    error: str = ""
-    device: str = ""
-    manifest: dict | None = None
-    runtime: TensorFlowRuntime | TFLiteRuntime | None = None
-    batchers: dict[str, Batcher] = field(default_factory=dict)
-    load_seconds: float = 0.0
-    warmup_seconds: float = 0.0
-    last_used: float = 0.0
-    attempts: int = 0
-    failed_at: float = 0.0
-    evicted: bool = False  # unloaded for the memory budget; loads again on the next request
-
-    def retry_due(self, now: float) -> bool:
-        """A failed load is tried again, backing off: 30 s, 60 s, ... up to MAX_LOAD_ATTEMPTS."""
-        return (self.state == END and bool(self.error) and self.attempts < MAX_LOAD_ATTEMPTS
-                and now - self.failed_at >= RETRY_SECONDS * self.attempts)
-
-    def signature(self, name: str | None) -> str:
-        """The signature's name (default: serving_default), if this version serves it."""
-        name = name or "serving_default"
-        served = self.runtime.signature_names()
-        if name not in served:
-            raise InvalidArgument(f"Serving signature name: \"{name}\" not found in signature def "
-                                  f"(known: {', '.join(served)})")
-        return name
-
-    def run(self, signature_name: str, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Named arrays in, named arrays out: through the signature's batcher when it has one."""
-        batcher = self.batchers.get(signature_name)
-        if batcher is not None:
-            return batcher(arrays)
-        return self.runtime.run(signature_name, arrays)
 
 
 def _warmup_inputs(spec_inputs: dict, rows: int) -> dict[str, np.ndarray]:
@@ -137,11 +58,23 @@ def _warmup_inputs(spec_inputs: dict, rows: int) -> dict[str, np.ndarray]:
     return inputs
 
 
+def _model_configs(settings: Settings) -> list[ModelConfig] | None:
+    if settings.model_config:
+        path = os.path.expanduser(settings.model_config)
+        try:
+            with open(path, "rb") as f:
+                data = json.load(f)
+        except (OSError, ValueError) as e:
+            raise InvalidArgument(f"cannot read the serving config {path}: {e}") from e
+        return load_serving_config(data, path)
+    return [ModelConfig(name) for name in settings.models] or None
+
+
 class ModelManager:
     def __init__(self, registry: Registry, models: list[ModelConfig] | None, cache_dir: str | Path,
                  *, device: str = "auto", poll_seconds: float = 30.0, memory_budget: int = 0,
                  runtime: str = "tensorflow", quantize: str = "dynamic",
-                 batching: BatchingOptions = BatchingOptions()):
+                 batching: BatchingOptions | None = None):
         """`models=None` serves every model in the registry (each with the default policy).
         `memory_budget` (bytes, 0 = none) caps the summed size of loaded versions; above it the
         least recently used are unloaded and load again when a request asks for them.
@@ -150,8 +83,8 @@ class ModelManager:
         self.configs = {c.name: c for c in models} if models is not None else None
         self.cache_dir = Path(cache_dir)
         self.device = check_device(device)
-        _check_runtime(runtime, quantize, "for the server")
-        self.runtime, self.quantize, self.batching = runtime, quantize, batching
+        self.runtime, self.quantize = runtime, quantize
+        self.batching = batching or BatchingOptions()
         self.poll_seconds = poll_seconds
         self.memory_budget = memory_budget
         self._load_locks: dict[tuple[str, int], threading.Lock] = {}
@@ -163,6 +96,16 @@ class ModelManager:
         self._synced = threading.Event()
         self._initial_models: set[str] = set()
         self._thread: threading.Thread | None = None
+
+    @classmethod
+    def from_settings(cls, registry: Registry, settings: Settings) -> "ModelManager":
+        """The manager `modelhub serve` runs: models from the serving config file if there is
+        one, else from the list of names; none listed: every model in the registry."""
+        return cls(registry, _model_configs(settings), os.path.expanduser(settings.serving_cache),
+                   device=settings.device, poll_seconds=settings.poll_seconds,
+                   memory_budget=int(settings.memory_budget_mb * 1024 * 1024),
+                   runtime=settings.runtime, quantize=settings.tflite_quantize,
+                   batching=settings.batching_options)
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -227,8 +170,7 @@ class ModelManager:
             current = self._versions.setdefault(name, {})
             now = time.monotonic()
             new = sorted(v for v in wanted if v not in current
-                         or (current[v].state == END and not current[v].error
-                             and not current[v].evicted)  # unloaded before, wanted again
+                         or current[v].retired  # unloaded before, wanted again
                          or current[v].retry_due(now))
         for version in new:
             previous = current.get(version)
@@ -253,11 +195,11 @@ class ModelManager:
                     raise
         return folder
 
-    def _fetch_tflite(self, name: str, version: int, manifest: dict, quantize: str) -> dict[str, Path]:
+    def _fetch_tflite(self, name: str, version: int, quantize: str) -> dict[str, Path]:
         """The version's TFLite artifacts for one quantization mode (one per converted
         signature), pulled into the cache (verified) if not there yet."""
         files = {}
-        for artifact, record in sorted(manifest["artifacts"].items()):
+        for artifact, record in sorted(self.registry.artifacts(name, version).items()):
             metadata = record.get("metadata") or {}
             if record.get("kind") != "tflite" or metadata.get("quantize") != quantize:
                 continue
@@ -285,8 +227,7 @@ class ModelManager:
             config = self._config(name)
             served.manifest = self.registry.manifest(name, version)
             if (config.runtime or self.runtime) == "tflite":
-                files = self._fetch_tflite(name, version, served.manifest,
-                                           config.quantize or self.quantize)
+                files = self._fetch_tflite(name, version, config.quantize or self.quantize)
                 served.runtime = TFLiteRuntime(files)
                 served.device = served.runtime.device
             else:
@@ -311,7 +252,7 @@ class ModelManager:
                      served.device, served.load_seconds, served.warmup_seconds)
             self._enforce_budget(keep=served)
         except Exception as e:  # the error is the version's state; other models carry on
-            served.state, served.error = END, f"{type(e).__name__}: {e}"
+            served.state, served.ended, served.error = END, FAILED, f"{type(e).__name__}: {e}"
             served.runtime, served.batchers = None, {}
             served.failed_at = time.monotonic()
             if isinstance(e, ArtifactNotFound):
@@ -334,17 +275,17 @@ class ModelManager:
                 served.runtime.run(sig_name, _warmup_inputs(sig["inputs"], rows))
         except Exception as e:
             log.info("%s/%d: signature %s not warmed up: %s", served.name, served.version,
-                     sig_name, str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
+                     sig_name, first_line(e))
 
-    def _unload(self, served: ServedVersion, evicted: bool = False) -> None:
+    def _unload(self, served: ServedVersion, why: str = RETIRED) -> None:
         served.state = UNLOADING
         with self._lock:
             # The table gets a new END record; `served` keeps its model for requests that are
             # still running on it, and TensorFlow frees it when the last of them lets go.
             self._versions[served.name][served.version] = dataclasses.replace(
-                served, state=END, runtime=None, batchers={}, evicted=evicted)
+                served, state=END, ended=why, runtime=None, batchers={})
         log.info("%s/%d unloaded%s", served.name, served.version,
-                 " (memory budget)" if evicted else "")
+                 " (memory budget)" if why == EVICTED else "")
 
     def _enforce_budget(self, keep: ServedVersion) -> None:
         """Unload least-recently-used versions until the loaded ones fit the budget. A version's
@@ -361,7 +302,7 @@ class ModelManager:
             if not candidates:
                 log.warning("%s/%d alone exceeds the memory budget", keep.name, keep.version)
                 return
-            self._unload(candidates[0], evicted=True)
+            self._unload(candidates[0], EVICTED)
 
     def _load_on_demand(self, name: str, version: int) -> ServedVersion:
         """Load a version the budget evicted, once, while concurrent requests for it wait."""
@@ -370,7 +311,7 @@ class ModelManager:
         with lock:
             with self._lock:
                 served = self._versions[name][version]
-            if served.state == END and served.evicted:
+            if served.evicted:
                 self._load(name, version)
             with self._lock:
                 return self._versions[name][version]
@@ -397,15 +338,15 @@ class ModelManager:
             version = target
         if version is None:
             available = [v for v, sv in versions.items() if sv.state == AVAILABLE]
-            evicted = [v for v, sv in versions.items() if sv.state == END and sv.evicted]
+            evicted = [v for v, sv in versions.items() if sv.evicted]
             if not available and not evicted:
                 raise NotAvailable(f"Servable not found for request: Latest({name}): no version "
                                    "is available")
             version = max(available or evicted)
         served = versions.get(version)
-        if served is not None and served.state == END and served.evicted:
+        if served is not None and served.evicted:
             served = self._load_on_demand(name, version)
-        if served is None or (served.state == END and not served.error):
+        if served is None or served.retired:
             raise VersionNotFound(f"Servable not found for request: Specific({name}, {version})")
         if served.state != AVAILABLE:
             detail = f": {served.error}" if served.error else ""
@@ -451,5 +392,5 @@ class ModelManager:
         with self._lock:
             served = {n: list(self._versions.get(n, {}).values()) for n in names}
         if self.configs is None:
-            served = {n: vs for n, vs in served.items() if vs and not all(v.error for v in vs)}
+            served = {n: vs for n, vs in served.items() if vs and not all(v.failed for v in vs)}
         return all(any(v.state == AVAILABLE for v in vs) for vs in served.values())

@@ -8,11 +8,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from prometheus_client import generate_latest
 from prometheus_client.core import CounterMetricFamily
 
-from .manager import AVAILABLE, END, LOADING, START, UNLOADING
+from .served import STATES
 
 metrics = Blueprint("metrics", __name__)
+#: Where the metrics live in `app.extensions`.
+EXTENSION = "serving_metrics"
 
-STATES = (START, LOADING, AVAILABLE, UNLOADING, END)
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 
@@ -24,28 +25,27 @@ class BatchCollector:
               ("padding", "Padding rows added for allowed_batch_sizes"),
               ("refused", "Requests refused because the batch queue was full"))
 
-    def __init__(self):
-        self.manager = None
+    def __init__(self, manager):
+        self.manager = manager
 
     def collect(self):
         labels = ("model", "version", "signature")
         families = {count: CounterMetricFamily(f"modelhub_batch_{count}", text, labels=labels)
                     for count, text in self.COUNTS}
-        if self.manager is not None:
-            for name, versions in self.manager.all_models().items():
-                for served in versions:
-                    for signature, batcher in served.batchers.items():
-                        for count, family in families.items():
-                            family.add_metric((name, str(served.version), signature),
-                                              getattr(batcher.stats, count))
+        for name, versions in self.manager.all_models().items():
+            for served in versions:
+                for signature, batcher in served.batchers.items():
+                    for count, family in families.items():
+                        family.add_metric((name, str(served.version), signature),
+                                          getattr(batcher.stats, count))
         return list(families.values())
 
 
 class ServingMetrics:
-    def __init__(self):
+    def __init__(self, manager):
+        self.manager = manager
         self.registry = CollectorRegistry()
-        self.batches = BatchCollector()
-        self.registry.register(self.batches)
+        self.registry.register(BatchCollector(manager))
         labels = ("model", "version", "signature", "api")
         self.requests = Counter("modelhub_requests", "Prediction requests",
                                 labels + ("status",), registry=self.registry)
@@ -64,9 +64,8 @@ class ServingMetrics:
         self.requests.labels(*labels, str(status)).inc()
         self.latency.labels(*labels).observe(seconds)
 
-    def refresh_models(self, manager) -> None:
-        self.batches.manager = manager
-        for name, versions in manager.all_models().items():
+    def refresh_models(self) -> None:
+        for name, versions in self.manager.all_models().items():
             for served in versions:
                 version = str(served.version)
                 for state in STATES:
@@ -75,8 +74,8 @@ class ServingMetrics:
                 self.warmup_seconds.labels(name, version).set(served.warmup_seconds)
 
 
-def init_app(app: Flask) -> None:
-    app.extensions["modelhub.metrics"] = ServingMetrics()
+def init_app(app: Flask, manager) -> None:
+    app.extensions[EXTENSION] = ServingMetrics(manager)
     app.register_blueprint(metrics)
     app.after_request(finish)
 
@@ -92,7 +91,7 @@ def record(api: str, served=None, signature: str = "") -> None:
 def finish(response: Response) -> Response:
     info = g.pop("prediction", None)
     if info is not None:
-        current_app.extensions["modelhub.metrics"].observe(
+        current_app.extensions[EXTENSION].observe(
             info["model"], info["version"], info["signature"], info["api"], response.status_code,
             time.perf_counter() - info["started"])
     return response
@@ -100,9 +99,7 @@ def finish(response: Response) -> Response:
 
 @metrics.get("/monitoring/prometheus/metrics")
 def prometheus():
-    collected = current_app.extensions["modelhub.metrics"]
-    manager = current_app.extensions.get("modelhub.manager")
-    if manager is not None:
-        collected.refresh_models(manager)
+    collected = current_app.extensions[EXTENSION]
+    collected.refresh_models()
     return Response(generate_latest(collected.registry), mimetype=CONTENT_TYPE_LATEST)
 

@@ -9,19 +9,25 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
-from schemas.errors import InvalidArgument, InvalidModel
+from schemas.errors import InvalidArgument, InvalidModel, first_line
 
 from .devices import load_scope
 
-RUNTIMES = ("tensorflow", "tflite")
 
+class Runtime(Protocol):
+    """What runs a loaded version: named arrays in, named arrays out, per signature."""
 
-def _first_line(error: Exception) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+    name: str       # "tensorflow", "tflite"
+    platform: str   # the V2 protocol's model platform
+    device: str     # the TensorFlow device name it runs on
+
+    def signature_names(self) -> tuple[str, ...]: ...
+
+    def run(self, signature_name: str, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
 
 
 class TensorFlowRuntime:
@@ -49,7 +55,7 @@ class TensorFlowRuntime:
             try:
                 outputs = function(**{k: tf.constant(v) for k, v in arrays.items()})
             except (tf.errors.InvalidArgumentError, ValueError, TypeError) as e:
-                raise InvalidArgument(_first_line(e)) from e
+                raise InvalidArgument(first_line(e)) from e
         return {k: v.numpy() for k, v in outputs.items()}
 
 
@@ -74,7 +80,7 @@ class TFLiteRuntime:
                     raise InvalidModel(f"{path.name} has no signatures")
                 runner = interpreter.get_signature_runner(key)
             except (ValueError, RuntimeError) as e:
-                raise InvalidModel(f"cannot load {path.name}: {_first_line(e)}") from e
+                raise InvalidModel(f"cannot load {path.name}: {first_line(e)}") from e
             self._runners[signature_name] = (interpreter, runner, threading.Lock())
         self._names = tuple(sorted(self._runners))
 
@@ -88,4 +94,4 @@ class TFLiteRuntime:
                 # The runner resizes inputs to each call's batch and returns copies of outputs.
                 return runner(**arrays)
             except (ValueError, RuntimeError) as e:
-                raise InvalidArgument(_first_line(e)) from e
+                raise InvalidArgument(first_line(e)) from e

@@ -7,8 +7,8 @@ import tarfile
 import pytest
 from click.testing import CliRunner
 
-from hub.cli import cli
-from tests.conftest import run_cli
+from modelhub.cli import cli
+from tests.support.processes import run_cli
 
 
 @pytest.fixture

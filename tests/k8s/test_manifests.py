@@ -26,7 +26,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import REPO, free_port, stop_process, wait_for_http
+from tests.support.apps import app_settings
+from tests.support.processes import REPO, free_port, modelhub_command, stop_process, wait_for_http
 
 # Objects are validated against this Kubernetes version's OpenAPI schemas (kubernetes-validate
 # bundles them). It is the oldest version the manifests promise to work on.
@@ -154,16 +155,20 @@ def image_command(container: dict | None = None) -> list[str]:
 
 
 def serve_options(argv: list[str]) -> dict:
-    """The options `modelhub serve` gets from argv, parsed by the real command line (unknown
-    options fail here), defaults included."""
-    from hub.cli import serve
+    """The settings `modelhub serve` runs with from argv, parsed by the real command line
+    (unknown options fail here), defaults included (the environment left out)."""
+    import dataclasses
+
+    from modelhub.cli import serve
+    from schemas.settings import load_settings
 
     assert argv[0] == "modelhub", f"the container runs {argv[0]!r}, not modelhub"
     assert "serve" in argv, f"the container does not run `modelhub serve`: {argv}"
     at = argv.index("serve")
     assert all(a.startswith("--") for a in argv[1:at:2]), f"unexpected arguments before serve: {argv}"
     context = serve.make_context("serve", list(argv[at + 1:]))
-    return context.params
+    given = {k: v for k, v in context.params.items() if v is not None and k != "all_models"}
+    return dataclasses.asdict(load_settings(given, environ={}))
 
 
 def with_option(argv: list[str], option: str, value: str) -> list[str]:
@@ -223,11 +228,11 @@ def test_dockerignore_keeps_the_build_context_to_the_package():
 
 def known_settings() -> set[str]:
     """Every MODELHUB_* variable the code reads: the app's settings and the command line's."""
-    from serving.app import DEFAULTS
+    from schemas.settings import SettingsSchema, env_name
 
-    names = {f"MODELHUB_{key}" for key in DEFAULTS}
-    for package in ("hub", "serving", "storage", "schemas"):
-        for source in (REPO / package).glob("*.py"):
+    names = {env_name(setting) for setting in SettingsSchema._declared_fields}
+    for package in ("modelhub", "hub", "serving", "storage", "schemas"):
+        for source in (REPO / package).rglob("*.py"):
             names.update(re.findall(r"MODELHUB_[A-Z][A-Z_]*[A-Z]", source.read_text()))
     return names
 
@@ -245,7 +250,7 @@ def local_argv(argv: list[str], port: int) -> list[str]:
     """The image's command as this machine runs it: the venv's modelhub, loopback only."""
     argv = with_option(with_option(argv, "--port", str(port)), "--host", "127.0.0.1")
     installed = Path(sys.executable).parent / "modelhub"
-    program = [str(installed)] if installed.exists() else [sys.executable, "-m", "hub.cli"]
+    program = [str(installed)] if installed.exists() else modelhub_command()
     return [*program, *argv[1:]]
 
 
@@ -315,10 +320,10 @@ def test_secret_template_is_valid_and_holds_no_secret(kustomize_available):
 
 
 def http_app(role: str, root: Path):
-    from serving.app import create_app
+    from modelhub.app import create_app
 
-    return create_app({"STORE": str(root / "store"), "ROLE": role, "POLL_SECONDS": 0,
-                       "SERVING_CACHE": str(root / "cache")})
+    return create_app(app_settings(str(root / "store"), role=role, poll_seconds=0,
+                                   serving_cache=str(root / "cache")))
 
 
 @pytest.fixture(scope="module")

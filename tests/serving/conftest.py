@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from hub.registry import Registry
-from tests.conftest import running_hub
+from tests.support.processes import running_hub
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from hub.registry import Registry
-from tests.conftest import run_cli, running_hub
+from tests.support.processes import run_cli, running_hub
 
 
 def build_half_plus(path, b: float):

@@ -7,9 +7,11 @@ import pytest
 
 from hub.registry import Registry
 from schemas.errors import InvalidArgument, NotAvailable, VersionNotFound
-from schemas.serving import load_serving_config
-from serving.app import create_app
-from serving.manager import AVAILABLE, END, ModelConfig, ModelManager
+from modelhub.app import create_app
+from schemas.serving import ModelConfig, load_serving_config
+from serving.manager import ModelManager
+from serving.served import AVAILABLE, END
+from tests.support.apps import app_settings
 
 
 @pytest.fixture
@@ -76,10 +78,10 @@ def test_a_config_file_sets_policy_and_device_per_model(registry, tmp_path):
     config.write_text(json.dumps({"models": [
         {"name": "hpt", "policy": "specific", "versions": [2]},
         {"name": "multi", "device": "cpu"}]}))
-    app = create_app({"STORE": str(tmp_path / "store"), "ROLE": "serving",
-                      "MODEL_CONFIG": str(config), "POLL_SECONDS": 0,
-                      "SERVING_CACHE": str(tmp_path / "cache")})
-    manager = app.extensions["modelhub.manager"]
+    app = create_app(app_settings(str(tmp_path / "store"), role="serving",
+                                  model_config=str(config), poll_seconds=0,
+                                  serving_cache=str(tmp_path / "cache")))
+    manager = app.extensions["manager"]
     assert manager.wait_synced(120)
     assert states(manager, "hpt") == {2: AVAILABLE}
     assert manager.get("multi").device == "/CPU:0"

@@ -2,35 +2,16 @@
 from __future__ import annotations
 
 import base64
-import functools
 
 import numpy as np
 import pytest
 import requests
 
-
-@functools.lru_cache(maxsize=None)
-def local_model(path: str):
-    import tensorflow as tf
-
-    return tf.saved_model.load(path).signatures["serving_default"]
-
-
-def in_process(examples, name: str, **inputs) -> dict[str, np.ndarray]:
-    import tensorflow as tf
-
-    outputs = local_model(str(examples[name]))(**{k: tf.constant(v) for k, v in inputs.items()})
-    return {k: v.numpy() for k, v in outputs.items()}
+from tests.support.models import COUNT, IMAGES, TEXT, VALUES, in_process
 
 
 def post(server, path: str, body) -> requests.Response:
     return requests.post(f"{server.url}{path}", json=body, timeout=30)
-
-
-IMAGES = np.random.default_rng(3).random((2, 32, 32, 3), dtype=np.float32)
-TEXT = np.array([b"hello", b"\xff\x00bin"], dtype=object)
-VALUES = np.array([[1.5, 2.0, -3.0], [0.0, 1.0, 2.0]], dtype=np.float32)
-COUNT = np.array([2, 5], dtype=np.int64)
 
 
 def b64(value: bytes) -> dict:

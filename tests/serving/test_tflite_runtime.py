@@ -9,11 +9,13 @@ import numpy as np
 import pytest
 import requests
 
-from hub.convert import convert
+from hub.conversion import convert
 from hub.registry import Registry
 from schemas.errors import NotAvailable
-from serving.manager import END, ModelConfig, ModelManager
-from tests.conftest import running_hub
+from schemas.serving import ModelConfig
+from serving.manager import ModelManager
+from serving.served import END
+from tests.support.processes import running_hub
 
 IMAGES = np.random.default_rng(11).random((3, 32, 32, 3), dtype=np.float32)
 
@@ -33,8 +35,8 @@ def tflite_server(tmp_path_factory, examples):
     ]}))
     env = {"MODELHUB_SERVING_CACHE": str(root / "cache")}
     with running_hub(store, root / "server.log", env=env,
-                     args=("--role", "serving", "--model-config", str(config), "--device", "cpu",
-                           "--poll-seconds", "0")) as server:
+                     args=("--role", "serving", "--workers", "1", "--model-config", str(config),
+                           "--device", "cpu", "--poll-seconds", "0")) as server:
         server.registry = registry
         server.root = root
         yield server

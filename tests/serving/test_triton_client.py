@@ -6,7 +6,7 @@ import pytest
 import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
-from tests.serving.test_predict import COUNT, IMAGES, TEXT, VALUES, in_process
+from tests.support.models import COUNT, IMAGES, TEXT, VALUES, in_process
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pytest
 
 from schemas.errors import StoreUnavailable
 from storage.s3 import S3Store
-from tests.conftest import REPO, free_port
+from tests.support.processes import REPO, free_port
 
 UPLOAD_SCRIPT = textwrap.dedent("""
     import hashlib, os, resource, sys

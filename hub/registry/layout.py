@@ -1,0 +1,85 @@
+"""Where the registry keeps what, in its object store: the heart of its correctness.
+
+    blobs/sha256/<first 2 hex>/<digest>     file contents, immutable, shared between versions
+    models/<name>/versions/<n>.json         manifest of version n; create-only; exists = published
+    models/<name>/aliases/<alias>.json      {"version": n, ...}; moved by compare-and-swap
+    models/<name>/deleted/<n>.json          tombstone: version n was deleted and is never reused
+    models/<name>/artifacts/<n>/<a>.json    artifact a of version n (e.g. tflite-int8): its file's
+                                            path, size, sha256 (a blob), kind and metadata; create-only
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from storage import ObjectStore
+
+
+def blob_key(sha256: str) -> str:
+    return f"blobs/sha256/{sha256[:2]}/{sha256}"
+
+
+def manifest_key(name: str, version: int) -> str:
+    return f"models/{name}/versions/{version}.json"
+
+
+def alias_key(name: str, alias: str) -> str:
+    return f"models/{name}/aliases/{alias}.json"
+
+
+def tombstone_key(name: str, version: int) -> str:
+    return f"models/{name}/deleted/{version}.json"
+
+
+def artifacts_prefix(name: str, version: int | None = None) -> str:
+    """Where the artifact records of one version (or, without `version`, of every version) live."""
+    base = f"models/{name}/artifacts/"
+    return base if version is None else f"{base}{version}/"
+
+
+def artifact_key(name: str, version: int, artifact: str) -> str:
+    return f"{artifacts_prefix(name, version)}{artifact}.json"
+
+
+def json_bytes(obj: object) -> bytes:
+    """How every record is written: stable, readable JSON."""
+    return json.dumps(obj, indent=1, sort_keys=True).encode()
+
+
+@dataclass(frozen=True)
+class ModelKeys:
+    """What one listing of `models/<name>/` tells about a model."""
+
+    versions: list[int]
+    deleted: list[int]
+    aliases: list[str]
+
+
+def model_keys(store: ObjectStore, name: str) -> ModelKeys:
+    """Published versions, deleted versions and aliases of one model, from one listing."""
+    versions, deleted, aliases = [], [], []
+    prefix = f"models/{name}/"
+    for key in store.list_keys(prefix):
+        kind, _, leaf = key[len(prefix):].partition("/")
+        stem = leaf[:-5] if leaf.endswith(".json") else None
+        if stem is None or "/" in stem:
+            continue
+        if kind == "versions" and stem.isdigit():
+            versions.append(int(stem))
+        elif kind == "deleted" and stem.isdigit():
+            deleted.append(int(stem))
+        elif kind == "aliases":
+            aliases.append(stem)
+    return ModelKeys(sorted(versions), sorted(deleted), sorted(aliases))
+
+
+def artifact_keys(store: ObjectStore, name: str,
+                  version: int | None = None) -> dict[tuple[int, str], str]:
+    """{(version, artifact): record key} of one version, or of every version of `name`."""
+    prefix = artifacts_prefix(name)
+    found = {}
+    for key in store.list_keys(artifacts_prefix(name, version)):
+        number, _, leaf = key[len(prefix):].partition("/")
+        if number.isdigit() and leaf.endswith(".json") and "/" not in leaf:
+            found[(int(number), leaf[:-5])] = key
+    return found

@@ -1,0 +1,79 @@
+"""A version as serving sees it: its state in TensorFlow Serving's lifecycle, the runtime that
+runs it, and the batchers in front of that runtime.
+
+States: START -> LOADING -> AVAILABLE -> UNLOADING -> END. A version at END got there one way:
+its load FAILED (`error` says why; retried with back-off), it was EVICTED for the memory budget
+(it loads again on its next request), or it was RETIRED (unloaded because the version policy no
+longer wants it).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from schemas.errors import InvalidArgument
+
+from .batching import Batcher
+from .runtimes import Runtime
+
+START, LOADING, AVAILABLE, UNLOADING, END = "START", "LOADING", "AVAILABLE", "UNLOADING", "END"
+STATES = (START, LOADING, AVAILABLE, UNLOADING, END)
+FAILED, EVICTED, RETIRED = "failed", "evicted", "retired"
+
+MAX_LOAD_ATTEMPTS = 5
+RETRY_SECONDS = 30.0
+DEFAULT_SIGNATURE = "serving_default"
+
+
+@dataclass
+class ServedVersion:
+    name: str
+    version: int
+    state: str = START
+    #: why a version is at END: FAILED, EVICTED or RETIRED ("" before END)
+    ended: str = ""
+    #: what went wrong, when its load FAILED
+    error: str = ""
+    device: str = ""
+    manifest: dict | None = None
+    runtime: Runtime | None = None
+    batchers: dict[str, Batcher] = field(default_factory=dict)
+    load_seconds: float = 0.0
+    warmup_seconds: float = 0.0
+    last_used: float = 0.0
+    attempts: int = 0
+    failed_at: float = 0.0
+
+    @property
+    def failed(self) -> bool:
+        return self.ended == FAILED
+
+    @property
+    def evicted(self) -> bool:
+        return self.ended == EVICTED
+
+    @property
+    def retired(self) -> bool:
+        return self.ended == RETIRED
+
+    def retry_due(self, now: float) -> bool:
+        """A failed load is tried again, backing off: 30 s, 60 s, ... up to MAX_LOAD_ATTEMPTS."""
+        return (self.failed and self.attempts < MAX_LOAD_ATTEMPTS
+                and now - self.failed_at >= RETRY_SECONDS * self.attempts)
+
+    def signature(self, name: str | None) -> str:
+        """The signature's name (default: serving_default), if this version serves it."""
+        name = name or DEFAULT_SIGNATURE
+        served = self.runtime.signature_names()
+        if name not in served:
+            raise InvalidArgument(f"Serving signature name: \"{name}\" not found in signature def "
+                                  f"(known: {', '.join(served)})")
+        return name
+
+    def run(self, signature_name: str, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Named arrays in, named arrays out: through the signature's batcher when it has one."""
+        batcher = self.batchers.get(signature_name)
+        if batcher is not None:
+            return batcher(arrays)
+        return self.runtime.run(signature_name, arrays)
