@@ -84,16 +84,46 @@ def _parse_tags(tags: tuple[str, ...]) -> dict[str, str]:
 @click.option("--license", "license_", default=None, help="License identifier, e.g. Apache-2.0.")
 @click.option("--card", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Model card (Markdown file).")
+@click.option("--allow-ops", default=None, metavar="OP,...",
+              help="Publish although the safety scan refuses these ops (admin only: an admin "
+                   "token through a hub; the allowance is recorded with who gave it).")
 @click.pass_context
-def publish(ctx, path: Path, name: str, description: str, tags, aliases, license_, card) -> None:
-    """Publish a SavedModel folder (or a .tar.gz of one) as the next version of NAME."""
+def publish(ctx, path: Path, name: str, description: str, tags, aliases, license_, card,
+            allow_ops: str | None) -> None:
+    """Publish a SavedModel folder (or a .tar.gz of one) as the next version of NAME.
+
+    Its graph is scanned first: one that could read or write files, reach the network or run
+    at load time is refused, and nothing is stored."""
     registry = _registry(ctx)
     model_card = card.read_text(encoding="utf-8") if card else None
+    options = {}
+    if allow_ops:
+        ops = tuple(op.strip() for op in allow_ops.split(",") if op.strip())
+        options = ({"allow_ops": ops} if hasattr(registry, "create_token")  # a hub decides
+                   else {"allow": _store_allowance(ctx, registry, ops)})
     with _progress(ctx, _folder_size(path), f"publishing {name}") as advance:
         manifest = registry.publish(path, name, description=description, tags=_parse_tags(tags),
                                     license=license_, model_card=model_card, aliases=aliases,
-                                    on_progress=advance)
+                                    on_progress=advance, **options)
     click.echo(f"{manifest['name']}/{manifest['version']}")
+    allowance = (manifest.get("safety") or {}).get("allowance")
+    if allowance:
+        click.echo(f"warning: published with ops the safety scan refuses, allowed by "
+                   f"{allowance['by']}: {', '.join(allowance['ops'])}", err=True)
+
+
+def _store_allowance(ctx, registry, ops: tuple[str, ...]):
+    """Whoever can write the store directly decides for it: the allowance names them by their
+    login and host, and is signed with the store's secret."""
+    import getpass
+    import socket
+
+    from .auth import load_secret, sign_allowance
+    from .registry.publishing import AllowOps
+
+    secret = load_secret(registry.store, ctx.find_root().obj)
+    by = f"{getpass.getuser()}@{socket.gethostname()} (direct store access)"
+    return AllowOps(ops, by, lambda record: sign_allowance(secret, record))
 
 
 @click.command()
@@ -176,12 +206,12 @@ def list_models(ctx, query: str | None, as_json: bool) -> None:
     if not models:
         click.echo("no models" + (f" match {query!r}" if query else ""), err=True)
         return
-    rows = [("NAME", "LATEST", "VERSIONS", "ALIASES", "DESCRIPTION")] + [
+    rows = [("NAME", "LATEST", "VERSIONS", "ALIASES", "SAFETY", "DESCRIPTION")] + [
         (m["name"], str(m["latest"]), str(len(m["versions"])), ",".join(m["aliases"]) or "-",
-         m["description"][:60]) for m in models]
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+         m.get("safety", "unscanned"), m["description"][:60]) for m in models]
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
     for r in rows:
-        click.echo("  ".join(cell.ljust(w) for cell, w in zip(r, widths)) + "  " + r[4])
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(r, widths)) + "  " + r[5])
 
 
 def _describe_spec(spec: dict) -> str:
@@ -210,6 +240,7 @@ def show(ctx, ref: str, as_json: bool) -> None:
     click.echo(f"  created:     {manifest['created'].isoformat()}")
     click.echo(f"  size:        {_size(manifest['total_size'])} in {len(manifest['files'])} files")
     click.echo(f"  tensorflow:  {manifest['tensorflow_version'] or 'unknown'}")
+    click.echo(f"  safety:      {_describe_safety(registry.safety(manifest))}")
     if manifest["description"]:
         click.echo(f"  description: {manifest['description']}")
     if manifest["license"]:
@@ -226,6 +257,21 @@ def show(ctx, ref: str, as_json: bool) -> None:
             click.echo(f"    out {key}: {_describe_spec(spec)}")
     for art_name, art in sorted(artifacts.items()):
         click.echo(f"  artifact {art_name}: {_size(art['size'])}{_describe_artifact(art)}")
+
+
+def _describe_safety(record: dict | None) -> str:
+    from .registry.safety import safety_state
+
+    state = safety_state(record)
+    if state == "unscanned":
+        return "not scanned (published before the scan; run `modelhub scan`)"
+    if state == "safe":
+        return f"safe ({record['op_types']} op types, all on the allowlist)"
+    refused = sorted({f["op"] for f in record["findings"]})
+    if state == "allowed":
+        allowance = record["allowance"]
+        return f"allowed by {allowance['by']} at {allowance['at']}: {', '.join(refused)}"
+    return f"UNSAFE: {', '.join(refused)} (serving refuses it)"
 
 
 def _describe_artifact(record: dict) -> str:
@@ -442,13 +488,46 @@ def token_create(ctx, scope: str, description: str) -> None:
     registry = _registry(ctx)
     if hasattr(registry, "create_token"):  # through a hub: needs an admin token
         new = registry.create_token(scope, description)
-    else:  # straight into the store
-        from .auth import TokenStore
+    else:  # straight into the store, signed with its secret
+        from .auth import TokenStore, load_secret
 
-        new = TokenStore(registry.store).create(scope, description)
+        settings = ctx.find_root().obj
+        new = TokenStore(registry.store, load_secret(registry.store, settings)).create(
+            scope, description)
     click.echo(f"Created a token with scope {scope}; it is shown only this once:", err=True)
     click.echo(new)
 
 
+@click.command()
+@click.argument("ref", required=False)
+@click.option("--all", "all_versions", is_flag=True, help="Every version of every model.")
+@click.option("--json", "as_json", is_flag=True, help="Print the verdicts as JSON.")
+@click.pass_context
+def scan(ctx, ref: str | None, all_versions: bool, as_json: bool) -> None:
+    """Scan the graph of REF (or of every version, --all) for ops that could reach outside the
+    model, and record the verdict of versions published before the scan existed (create-only).
+    Exits with 1 if any version is unsafe."""
+    if bool(ref) == all_versions:
+        raise InvalidArgument("give a REF, or --all")
+    registry = _registry(ctx)
+    if all_versions:
+        refs = [f"{name}/{v}" for name in registry.model_names() for v in registry.versions(name)]
+    else:
+        refs = [ref]
+    results, unsafe = [], False
+    for each in refs:
+        verdict = registry.scan(each)
+        unsafe |= not verdict["safe"] and not verdict.get("allowance")
+        results.append(verdict)
+        if not as_json:
+            where = f"{verdict['name']}/{verdict['version']}"
+            click.echo(f"{where}: {_describe_safety(verdict)}"
+                       + (" (recorded)" if verdict.get("recorded") else ""))
+    if as_json:
+        click.echo(json.dumps(results, indent=2, sort_keys=True))
+    if unsafe:
+        ctx.exit(1)
+
+
 #: The commands this package adds to `modelhub`.
-COMMANDS = (publish, pull, list_models, show, alias, rm, gc, export, convert, token)
+COMMANDS = (publish, pull, list_models, show, alias, rm, gc, export, convert, token, scan)

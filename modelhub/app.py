@@ -10,7 +10,7 @@ from flask import Flask
 
 import hub.server
 import serving
-from hub.auth import Access, TokenStore
+from hub.auth import access_for
 from hub.registry import Registry
 from schemas.settings import Settings
 
@@ -22,7 +22,7 @@ def create_app(settings: Settings, *, registry: Registry | None = None) -> Flask
     # Every body but a publish (which sets its own, larger limit while it streams).
     app.config["MAX_CONTENT_LENGTH"] = settings.max_content_length
     registry = registry or Registry.open(settings.store)
-    access = Access(TokenStore(registry.store), settings.anonymous_read)
+    access = access_for(registry.store, settings)
     hub.server.errors.init_app(app)
     if settings.hosts_hub:
         hub.server.init_app(app, registry, access, settings)

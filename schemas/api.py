@@ -3,12 +3,24 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate
 
-from schemas.manifest import ALIAS_PATTERN, ArtifactSchema, DescriptionSchema, ManifestSchema
+from schemas.manifest import (
+    ALIAS_PATTERN,
+    ArtifactSchema,
+    DescriptionSchema,
+    ManifestSchema,
+    SafetySchema,
+)
 
 SCOPES = ("read", "write", "admin")
+#: The graph safety scan's verdict on a version, in one word: safe; unsafe ops an admin allowed;
+#: unsafe (never stored by a publish, but older versions can be); never scanned.
+SAFETY_STATES = ("safe", "allowed", "unsafe", "unscanned")
+#: TensorFlow op type names.
+OP_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 #: TFLite conversion modes: none (float32), dynamic (int8 weights, float activations),
 #: float16 (float16 weights), int8 (full integer, calibrated on samples; float32 inputs/outputs).
 QUANTIZE_MODES = ("none", "dynamic", "float16", "int8")
@@ -39,6 +51,10 @@ class PublishMetadataSchema(DescriptionSchema, _Request):
 
     aliases = fields.List(fields.Str(validate=validate.Regexp(ALIAS_PATTERN)), load_default=list,
                           validate=validate.Length(max=16))
+    allow_ops = fields.List(fields.Str(validate=validate.Regexp(OP_PATTERN)), load_default=list,
+                            validate=validate.Length(max=64), metadata={
+                                "description": "ops the safety scan refuses that this publish "
+                                               "may use anyway (admin tokens only)"})
 
 
 class AliasRequestSchema(_Request):
@@ -109,6 +125,8 @@ class ModelSummarySchema(Schema):
     tags = fields.Dict(keys=fields.Str(), values=fields.Str())
     license = fields.Str(allow_none=True)
     updated = fields.AwareDateTime()
+    safety = fields.Str(validate=validate.OneOf(SAFETY_STATES),
+                        metadata={"description": "the latest version's safety verdict"})
 
 
 class ModelListSchema(Schema):
@@ -124,6 +142,7 @@ class VersionSummarySchema(Schema):
     total_size = fields.Int()
     description = fields.Str()
     tensorflow_version = fields.Str(allow_none=True)
+    safety = fields.Str(validate=validate.OneOf(SAFETY_STATES))
 
 
 class VersionListSchema(Schema):
@@ -156,6 +175,15 @@ class VersionSchema(ManifestSchema):
 
     artifacts = fields.Dict(keys=fields.Str(), values=fields.Nested(ArtifactSchema),
                             load_default=dict)
+
+
+class ScanResultSchema(SafetySchema):
+    """A fresh scan of a version: its verdict now, and whether it was recorded."""
+
+    name = fields.Str()
+    version = fields.Int()
+    recorded = fields.Bool(metadata={"description": "a verdict was written for a version "
+                                                    "published before the scan existed"})
 
 
 class ArtifactListSchema(Schema):

@@ -168,6 +168,14 @@ class UnsafeArchive(InvalidModel):
     status = 400
 
 
+class UnsafeModel(InvalidModel):
+    """The graph safety scan found ops that could reach outside the model (files, network,
+    processes); the message names them and where they sit."""
+
+    code = "unsafe_model"
+    status = 422
+
+
 class TooLarge(InvalidModel):
     code = "too_large"
     status = 413

@@ -82,6 +82,41 @@ class DescriptionSchema(Schema):
                             validate=validate.Length(max=1_000_000))
 
 
+class FindingSchema(_Strict):
+    """Something the graph safety scan refused: the op, where it sits, and what runs it."""
+
+    op = fields.Str(required=True)
+    node = fields.Str(required=True)
+    function = fields.Str(allow_none=True, load_default=None)
+    reached_from = fields.List(fields.Str(), load_default=list)
+    reason = fields.Str(required=True)
+
+
+class AllowanceSchema(_Strict):
+    """Ops an admin allowed for one graph (the sha256 of its saved_model.pb), signed with the
+    server's secret so that nobody who can only write into the store can grant one."""
+
+    ops = fields.List(fields.Str(), required=True, validate=validate.Length(min=1))
+    by = fields.Str(required=True)
+    at = fields.Str(required=True)
+    graph_sha256 = fields.Str(required=True, validate=validate.Regexp(SHA256_PATTERN))
+    signature = fields.Str(required=True)
+
+
+class SafetySchema(_Strict):
+    """The graph safety scan's verdict on a version (hub/savedmodel/scan.py)."""
+
+    safe = fields.Bool(required=True)
+    scanner = fields.Int(required=True)
+    allowlist = fields.Str(required=True)
+    findings = fields.List(fields.Nested(FindingSchema), load_default=list)
+    op_types = fields.Int(load_default=0)
+    nodes = fields.Int(load_default=0)
+    functions = fields.Int(load_default=0)
+    scanned = fields.Str(allow_none=True, load_default=None)
+    allowance = fields.Nested(AllowanceSchema, allow_none=True, load_default=None)
+
+
 class ManifestSchema(DescriptionSchema, _Strict):
     schema_version = fields.Int(required=True,
                                 validate=validate.Equal(MANIFEST_SCHEMA_VERSION))
@@ -94,6 +129,8 @@ class ManifestSchema(DescriptionSchema, _Strict):
     signatures = fields.Dict(keys=fields.Str(), values=fields.Nested(SignatureSchema),
                              load_default=dict)
     tensorflow_version = fields.Str(allow_none=True, load_default=None)
+    #: None for versions published before the scan existed (see their scan records)
+    safety = fields.Nested(SafetySchema, allow_none=True, load_default=None)
     publish_id = fields.Str(allow_none=True, load_default=None)
 
     @validates("files")
@@ -107,6 +144,7 @@ class ManifestSchema(DescriptionSchema, _Strict):
 
 _MANIFEST = ManifestSchema()
 _ARTIFACT = ArtifactSchema()
+_SAFETY = SafetySchema()
 
 
 def _checked(schema: Schema, data: object, where: str) -> dict:
@@ -134,3 +172,11 @@ def load_manifest(data: object, where: str = "manifest") -> dict:
 def dump_manifest(manifest: dict) -> dict:
     """Validate a manifest about to be written and return its JSON-ready form."""
     return _MANIFEST.dump(load_manifest(_MANIFEST.dump(manifest), "new manifest"))
+
+
+def load_safety(data: object, where: str = "scan record") -> dict:
+    return _checked(_SAFETY, data, where)
+
+
+def dump_safety(record: dict) -> dict:
+    return _SAFETY.dump(load_safety(_SAFETY.dump(record), "new scan record"))

@@ -61,6 +61,12 @@ class SettingsSchema(BatchingKnobs):
                      "The token sent to a hub (Authorization: Bearer).")
     cache = _setting(fields.Str(load_default=os.path.join("~", ".cache", "modelhub")),
                      "The client's verified, content-addressed cache of fetched versions.")
+    token_secret = _setting(fields.Str(load_default=None, allow_none=True),
+                            "The server's secret that signs tokens and allowances (the same on "
+                            "every hub and serving process; required for an S3 store).")
+    secret_file = _setting(fields.Str(load_default=None, allow_none=True),
+                           "Where a local store's secret is kept [default: <store folder>.secret, "
+                           "made on first use].")
     offline = _setting(fields.Bool(load_default=False),
                        "Answer from the client cache alone, never asking a hub.")
     quiet = _setting(fields.Bool(load_default=False), "No progress bars.")
@@ -158,6 +164,8 @@ class Settings:
     store: str
     hub_url: str | None
     token: str | None = dataclasses.field(repr=False)  # never in logs or reprs
+    token_secret: str | None = dataclasses.field(repr=False)
+    secret_file: str | None
     cache: str
     offline: bool
     quiet: bool

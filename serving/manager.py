@@ -16,10 +16,13 @@ import os
 import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
+from hub.auth import LazySecret, allowance_is_genuine
 from hub.refs import check_alias, check_name
+from hub.savedmodel.scan import Verdict, scan_saved_model
 from hub.registry import Registry
 from schemas.errors import (
     AliasNotFound,
@@ -30,6 +33,7 @@ from schemas.errors import (
     ModelNotFound,
     NotAvailable,
     VersionNotFound,
+    UnsafeModel,
     first_line,
 )
 from schemas.serving import BatchingOptions, ModelConfig, load_serving_config
@@ -38,7 +42,17 @@ from schemas.settings import Settings
 from .batching import Batcher, batchable
 from .devices import check_device, resolve_device
 from .runtimes import TensorFlowRuntime, TFLiteRuntime
-from .served import AVAILABLE, END, EVICTED, FAILED, LOADING, RETIRED, UNLOADING, ServedVersion
+from .served import (
+    AVAILABLE,
+    END,
+    EVICTED,
+    FAILED,
+    LOADING,
+    REFUSED,
+    RETIRED,
+    UNLOADING,
+    ServedVersion,
+)
 from .tensors import NUMPY_DTYPES
 
 log = logging.getLogger(__name__)
@@ -74,8 +88,11 @@ class ModelManager:
     def __init__(self, registry: Registry, models: list[ModelConfig] | None, cache_dir: str | Path,
                  *, device: str = "auto", poll_seconds: float = 30.0, memory_budget: int = 0,
                  runtime: str = "tensorflow", quantize: str = "dynamic",
-                 batching: BatchingOptions | None = None):
+                 batching: BatchingOptions | None = None,
+                 genuine_allowance: Callable[[dict], bool] = lambda record: False):
         """`models=None` serves every model in the registry (each with the default policy).
+        `genuine_allowance` tells whether an admin's allowance of unsafe ops was signed with the
+        server's secret (see `_check_graph`); by default none is trusted.
         `memory_budget` (bytes, 0 = none) caps the summed size of loaded versions; above it the
         least recently used are unloaded and load again when a request asks for them.
         `device`, `runtime`, `quantize` and `batching` are defaults a model's config overrides."""
@@ -85,6 +102,7 @@ class ModelManager:
         self.device = check_device(device)
         self.runtime, self.quantize = runtime, quantize
         self.batching = batching or BatchingOptions()
+        self.genuine_allowance = genuine_allowance
         self.poll_seconds = poll_seconds
         self.memory_budget = memory_budget
         self._load_locks: dict[tuple[str, int], threading.Lock] = {}
@@ -105,7 +123,9 @@ class ModelManager:
                    device=settings.device, poll_seconds=settings.poll_seconds,
                    memory_budget=int(settings.memory_budget_mb * 1024 * 1024),
                    runtime=settings.runtime, quantize=settings.tflite_quantize,
-                   batching=settings.batching_options)
+                   batching=settings.batching_options,
+                   genuine_allowance=functools.partial(allowance_is_genuine,
+                                                       LazySecret(registry.store, settings)))
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -227,12 +247,19 @@ class ModelManager:
             config = self._config(name)
             served.manifest = self.registry.manifest(name, version)
             if (config.runtime or self.runtime) == "tflite":
+                # LiteRT runs the converted file, but a graph refused at its source is refused
+                # in every form.
+                self._check_graph(served.manifest, self.registry.scan_version(served.manifest))
                 files = self._fetch_tflite(name, version, config.quantize or self.quantize)
                 served.runtime = TFLiteRuntime(files)
                 served.device = served.runtime.device
             else:
+                folder = self._fetch(name, version)
+                # Scanned again here, from the files TensorFlow is about to load: a verdict
+                # written in the manifest is not trusted, whoever wrote it.
+                self._check_graph(served.manifest, scan_saved_model(folder))
                 served.device = resolve_device(config.device or self.device)
-                served.runtime = TensorFlowRuntime(self._fetch(name, version), served.device)
+                served.runtime = TensorFlowRuntime(folder, served.device)
             served.load_seconds = time.perf_counter() - started
             batching = config.batching or self.batching
             signatures = served.manifest["signatures"]
@@ -251,6 +278,10 @@ class ModelManager:
             log.info("%s/%d AVAILABLE on %s (load %.2fs, warmup %.2fs)", name, version,
                      served.device, served.load_seconds, served.warmup_seconds)
             self._enforce_budget(keep=served)
+        except UnsafeModel as e:  # never loaded, never retried
+            served.state, served.ended, served.error = END, REFUSED, f"refused: {e}"
+            served.runtime, served.batchers = None, {}
+            log.error("%s/%d refused: %s", name, version, e)
         except Exception as e:  # the error is the version's state; other models carry on
             served.state, served.ended, served.error = END, FAILED, f"{type(e).__name__}: {e}"
             served.runtime, served.batchers = None, {}
@@ -258,6 +289,24 @@ class ModelManager:
             if isinstance(e, ArtifactNotFound):
                 served.attempts = 0  # not a failure of the version: try again on every poll
             log.error("%s/%d failed to load: %s", name, version, served.error)
+
+    def _check_graph(self, manifest: dict, verdict: Verdict) -> None:
+        """Raise UnsafeModel unless the graph is safe, or an admin allowed exactly what it was
+        refused for: an allowance signed with the server's secret (not one written into the
+        store), for this very graph (its saved_model.pb's sha256)."""
+        if verdict.safe:
+            return
+        allowance = (self.registry.safety(manifest) or {}).get("allowance")
+        graph = next((f["sha256"] for f in manifest["files"] if f["path"] == "saved_model.pb"),
+                     None)
+        if (allowance and allowance.get("graph_sha256") == graph
+                and not verdict.refused_beyond(allowance.get("ops"))
+                and self.genuine_allowance(allowance)):
+            log.warning("%s/%d uses ops the safety scan refuses, allowed by %s: %s",
+                        manifest["name"], manifest["version"], allowance.get("by"),
+                        ", ".join(verdict.unsafe_ops))
+            return
+        raise UnsafeModel(f"the graph can reach outside the model: {verdict.summary()}")
 
     @staticmethod
     def _warm_up(served: ServedVersion, sig_name: str, sig: dict) -> None:
@@ -392,5 +441,6 @@ class ModelManager:
         with self._lock:
             served = {n: list(self._versions.get(n, {}).values()) for n in names}
         if self.configs is None:
-            served = {n: vs for n, vs in served.items() if vs and not all(v.failed for v in vs)}
+            served = {n: vs for n, vs in served.items()
+                      if vs and not all(v.failed or v.refused for v in vs)}
         return all(any(v.state == AVAILABLE for v in vs) for vs in served.values())

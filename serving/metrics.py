@@ -57,6 +57,9 @@ class ServingMetrics:
                                     ("model", "version"), registry=self.registry)
         self.state = Gauge("modelhub_model_state", "1 for the state a version is in",
                            ("model", "version", "state"), registry=self.registry)
+        self.refused = Gauge("modelhub_model_refused",
+                             "1 for a version serving refused because its graph could reach "
+                             "outside the model", ("model", "version"), registry=self.registry)
 
     def observe(self, model: str, version, signature: str, api: str, status: int,
                 seconds: float) -> None:
@@ -71,6 +74,7 @@ class ServingMetrics:
                 for state in STATES:
                     self.state.labels(name, version, state).set(1 if served.state == state else 0)
                 self.load_seconds.labels(name, version).set(served.load_seconds)
+                self.refused.labels(name, version).set(1 if served.refused else 0)
                 self.warmup_seconds.labels(name, version).set(served.warmup_seconds)
 
 

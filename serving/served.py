@@ -2,9 +2,10 @@
 runs it, and the batchers in front of that runtime.
 
 States: START -> LOADING -> AVAILABLE -> UNLOADING -> END. A version at END got there one way:
-its load FAILED (`error` says why; retried with back-off), it was EVICTED for the memory budget
-(it loads again on its next request), or it was RETIRED (unloaded because the version policy no
-longer wants it).
+its load FAILED (`error` says why; retried with back-off), it was REFUSED because the safety scan
+found its graph could reach outside the model (`error` names the ops; never retried), it was
+EVICTED for the memory budget (it loads again on its next request), or it was RETIRED (unloaded
+because the version policy no longer wants it).
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from .runtimes import Runtime
 
 START, LOADING, AVAILABLE, UNLOADING, END = "START", "LOADING", "AVAILABLE", "UNLOADING", "END"
 STATES = (START, LOADING, AVAILABLE, UNLOADING, END)
-FAILED, EVICTED, RETIRED = "failed", "evicted", "retired"
+FAILED, REFUSED, EVICTED, RETIRED = "failed", "refused", "evicted", "retired"
 
 MAX_LOAD_ATTEMPTS = 5
 RETRY_SECONDS = 30.0
@@ -31,9 +32,9 @@ class ServedVersion:
     name: str
     version: int
     state: str = START
-    #: why a version is at END: FAILED, EVICTED or RETIRED ("" before END)
+    #: why a version is at END: FAILED, REFUSED, EVICTED or RETIRED ("" before END)
     ended: str = ""
-    #: what went wrong, when its load FAILED
+    #: what went wrong, when its load FAILED or it was REFUSED
     error: str = ""
     device: str = ""
     manifest: dict | None = None
@@ -48,6 +49,10 @@ class ServedVersion:
     @property
     def failed(self) -> bool:
         return self.ended == FAILED
+
+    @property
+    def refused(self) -> bool:
+        return self.ended == REFUSED
 
     @property
     def evicted(self) -> bool:

@@ -312,12 +312,15 @@ class HubClient:
     def publish(self, source: str | Path, name: str, *, description: str = "",
                 tags: dict[str, str] | None = None, license: str | None = None,
                 model_card: str | None = None, aliases: Iterable[str] = (),
-                on_progress: Progress | None = None) -> dict:
-        """Stream a SavedModel folder (as tar.gz, built on the fly) or a tar(.gz) file to the hub."""
+                allow_ops: Iterable[str] = (), on_progress: Progress | None = None) -> dict:
+        """Stream a SavedModel folder (as tar.gz, built on the fly) or a tar(.gz) file to the hub.
+        `allow_ops`: ops the safety scan refuses that this publish may use (admin tokens)."""
         check_name(name)
         source = Path(source)
         metadata = {"description": description, "tags": tags or {}, "license": license,
                     "model_card": model_card, "aliases": list(aliases)}
+        if allow_ops:
+            metadata["allow_ops"] = list(allow_ops)
         if source.is_dir():
             root = saved_model_root(source)
             entries = ((f.path, f.size, _read_file(f.source, on_progress)) for f in scan_folder(root))
@@ -331,6 +334,17 @@ class HubClient:
         body_json = self._json("POST", f"/api/v1/models/{quote(name)}/versions", data=body,
                                headers=headers)
         return load_manifest(body_json, "published manifest")
+
+    def safety(self, manifest: dict) -> dict | None:
+        """The version's verdict, as the hub answered it with the manifest."""
+        return manifest.get("safety")
+
+    def scan(self, ref: str | Reference) -> dict:
+        """Have the hub scan a version (and record the verdict of one published before the
+        scan existed)."""
+        ref = parse_reference(ref) if isinstance(ref, str) else ref
+        selector = ref.version or ref.alias or "latest"
+        return self._json("POST", self._version_path(ref.name, selector) + "/scan")
 
     def set_alias(self, name: str, alias: str, version: int, *,
                   expected_version: int | None = None) -> dict:

@@ -45,9 +45,10 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 from schemas.api import QUANTIZE_MODES
-from schemas.errors import ArtifactExists, InvalidArgument, ParityFailed
+from schemas.errors import ArtifactExists, InvalidArgument, ParityFailed, UnsafeModel
 
 from ..refs import check_artifact_name
 from .converter import convert_saved_model, tensorflow
@@ -108,16 +109,25 @@ def thresholds_for(quantize: str, overrides: dict | None = None) -> dict:
 
 def convert(registry, ref, *, quantize: str = "dynamic", samples: str | Path | bytes | None = None,
             signature: str | None = None, allow_select_tf_ops: bool = False,
-            thresholds: dict | None = None, work_dir: str | Path | None = None) -> dict:
+            thresholds: dict | None = None, work_dir: str | Path | None = None,
+            genuine_allowance: Callable[[dict], bool] = lambda record: False) -> dict:
     """Convert version `ref` of `registry` to TFLite, check it, store it; return the record.
 
     `samples`: an .npz path or its bytes (None: generated). `thresholds`: overrides of
     DEFAULT_THRESHOLDS[quantize]. Every input is checked before the conversion starts, and
-    nothing is stored unless the conversion succeeds and passes the parity check."""
+    nothing is stored unless the conversion succeeds and passes the parity check. The graph is
+    scanned first, since the converter loads it with TensorFlow: an unsafe one is refused unless
+    `genuine_allowance` accepts the admin's allowance recorded for it."""
     limits = thresholds_for(quantize, thresholds)
     manifest = registry.get(ref)
     name, version = manifest["name"], manifest["version"]
     label = f"{name}/{version}"
+    verdict = registry.scan_version(manifest)
+    allowance = (registry.safety(manifest) or {}).get("allowance")
+    if not verdict.safe and not (allowance and not verdict.refused_beyond(allowance["ops"])
+                                 and genuine_allowance(allowance)):
+        raise UnsafeModel(f"{label} is not converted: its graph can reach outside the model: "
+                          f"{verdict.summary()}")
     signature = signature or DEFAULT_SIGNATURE
     callable_signatures = sorted(s for s in manifest["signatures"] if not s.startswith("__"))
     if signature not in callable_signatures:

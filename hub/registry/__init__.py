@@ -2,8 +2,8 @@
 
 `layout` says where everything lives in the store; each part of the registry is its own module:
 `reading` (names, versions, aliases, manifests, references), `publishing`, `aliases`,
-`artifacts` (files derived from a version, e.g. TFLite), `cleanup` (delete, gc) and `fetching`
-(verified bytes back out: files, folders, tar.gz). `files` and `archive` handle SavedModel folders
+`artifacts` (files derived from a version, e.g. TFLite), `safety` (the graph scan's verdict),
+`cleanup` (delete, gc) and `fetching` (verified bytes back out: files, folders, tar.gz). `files` and `archive` handle SavedModel folders
 and archives on local disk.
 
     registry = Registry.open("s3://models/hub")
@@ -22,9 +22,10 @@ from .cleanup import Cleanup
 from .fetching import Fetching
 from .publishing import Publishing
 from .reading import Reading
+from .safety import Safety
 
 
-class Registry(Reading, Publishing, Aliases, Artifacts, Cleanup, Fetching):
+class Registry(Reading, Publishing, Aliases, Artifacts, Cleanup, Fetching, Safety):
     def __init__(self, store: ObjectStore):
         self.store = store
 

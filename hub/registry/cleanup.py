@@ -15,6 +15,7 @@ from .layout import (
     json_bytes,
     manifest_key,
     model_keys,
+    scan_key,
     tombstone_key,
 )
 
@@ -40,6 +41,7 @@ class Cleanup:
             self.store.delete(tombstone_key(name, version))  # the manifest still holds n
             raise
         self.store.delete(manifest_key(name, version))
+        self.store.delete(scan_key(name, version))
         # After the tombstone: an artifact added meanwhile sees it and removes its own record
         # (see add_artifact); a delete cut short here leaves records that `gc` removes.
         for key in self.store.list_keys(artifacts_prefix(name, version)):

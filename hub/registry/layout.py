@@ -6,6 +6,8 @@
     models/<name>/deleted/<n>.json          tombstone: version n was deleted and is never reused
     models/<name>/artifacts/<n>/<a>.json    artifact a of version n (e.g. tflite-int8): its file's
                                             path, size, sha256 (a blob), kind and metadata; create-only
+    models/<name>/scans/<n>.json            the safety scan's verdict on version n, for versions
+                                            published before the manifest carried it; create-only
 """
 from __future__ import annotations
 
@@ -39,6 +41,10 @@ def artifacts_prefix(name: str, version: int | None = None) -> str:
 
 def artifact_key(name: str, version: int, artifact: str) -> str:
     return f"{artifacts_prefix(name, version)}{artifact}.json"
+
+
+def scan_key(name: str, version: int) -> str:
+    return f"models/{name}/scans/{version}.json"
 
 
 def json_bytes(obj: object) -> bytes:

@@ -1,7 +1,10 @@
-"""Publishing: files first, each under its sha256, then the manifest, last and create-only.
+"""Publishing: the graph scanned first, then the files, each under its sha256, then the
+manifest, last and create-only.
 
-A crash at any point leaves no visible half version, and two publishers racing for version n
-cannot both win: the loser takes n+1.
+A graph the safety scan refuses is not stored at all, unless an admin allowed exactly the ops it
+was refused for (`AllowOps`); the verdict, and any allowance, go into the manifest. A crash at any
+point leaves no visible half version, and two publishers racing for version n cannot both win:
+the loser takes n+1.
 """
 from __future__ import annotations
 
@@ -11,15 +14,25 @@ import tempfile
 import time
 import uuid
 from datetime import datetime, timezone
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
-from schemas.errors import ConcurrentModification, InvalidModel, ObjectExists, ObjectNotFound
+from schemas.errors import (
+    ConcurrentModification,
+    InvalidModel,
+    ObjectExists,
+    ObjectNotFound,
+    UnsafeModel,
+)
 from schemas.manifest import MANIFEST_SCHEMA_VERSION, dump_manifest, load_manifest
 from storage import ObjectStore
 
 from ..refs import check_alias, check_name
+from storage.hashing import sha256_file
+
 from ..savedmodel import read_saved_model_info
+from ..savedmodel.scan import Verdict, scan_saved_model
 from .archive import safe_extract, saved_model_root
 from .files import parallel_map, scan_folder
 from .layout import blob_key, json_bytes, manifest_key, model_keys
@@ -28,6 +41,38 @@ from .layout import blob_key, json_bytes, manifest_key, model_keys
 PUBLISH_ATTEMPTS = 200
 
 Progress = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class AllowOps:
+    """An admin's decision to publish a graph although the scan refuses these ops. `by` names
+    who decided (never a token); `sign` signs the allowance record with the server's secret, so
+    that serving can tell a genuine allowance from one written into the store."""
+
+    ops: tuple[str, ...]
+    by: str
+    sign: Callable[[dict], str]
+
+
+def safety_record(verdict: Verdict, root: Path, allow: AllowOps | None) -> dict:
+    """The manifest's `safety`: the verdict, and the allowance if one was needed and given.
+    Raises UnsafeModel if the graph is refused and no allowance covers every refused op."""
+    record = {**verdict.to_record(), "scanned": datetime.now(timezone.utc).isoformat(),
+              "allowance": None}
+    if verdict.safe:
+        return record
+    uncovered = verdict.refused_beyond(allow.ops if allow else ())
+    if uncovered:
+        hint = ("; an admin can allow named ops for one model with --allow-ops" if allow is None
+                else f"; the allowance covers {', '.join(allow.ops)} but not these")
+        refused = Verdict(tuple(uncovered), verdict.allowlist)
+        raise UnsafeModel(f"the model's graph can reach outside the model, so it was not "
+                          f"published: {refused.summary()}{hint}")
+    allowance = {"ops": sorted(set(allow.ops)), "by": allow.by,
+                 "at": datetime.now(timezone.utc).isoformat(),
+                 "graph_sha256": sha256_file(root / "saved_model.pb")}
+    record["allowance"] = {**allowance, "signature": allow.sign(allowance)}
+    return record
 
 
 class Publishing:
@@ -59,10 +104,13 @@ class Publishing:
     def _publish_folder(self, root: Path, name: str, *, description: str = "",
                         tags: dict[str, str] | None = None, license: str | None = None,
                         model_card: str | None = None, aliases: Iterable[str] = (),
+                        allow: AllowOps | None = None,
                         on_progress: Progress | None = None) -> dict:
         aliases = [check_alias(a) for a in aliases]
         files = scan_folder(root)
         info = read_saved_model_info(root)
+        # Before a byte is stored: a refused graph leaves nothing behind.
+        safety = safety_record(scan_saved_model(root), root, allow)
         # Each file lands under its sha256; identical files (in this or any other version) are
         # stored once.
         stored = parallel_map(
@@ -77,6 +125,7 @@ class Publishing:
             "total_size": sum(size for _, size in stored),
             "signatures": info.signatures,
             "tensorflow_version": info.tensorflow_version,
+            "safety": safety,
             "description": description,
             "tags": tags or {},
             "license": license,

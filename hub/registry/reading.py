@@ -19,6 +19,7 @@ from storage import ObjectStore
 from ..refs import Reference, check_name, check_version, parse_reference
 from .files import parallel_map
 from .layout import alias_key, manifest_key, model_keys
+from .safety import safety_state
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +119,7 @@ class Reading:
                 "tags": latest["tags"],
                 "license": latest["license"],
                 "updated": latest["created"],
+                "safety": safety_state(self.safety(latest)),
             }
 
         summaries = [s for s in parallel_map(summary, self.model_names()) if s]

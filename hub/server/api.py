@@ -20,13 +20,17 @@ from schemas.api import (
     ModelDetailSchema,
     ModelListSchema,
     PublishMetadataSchema,
+    ScanResultSchema,
     TokenRequestSchema,
     VersionListSchema,
 )
 from schemas.errors import InvalidArgument, UnsupportedMediaType
 from schemas.manifest import dump_manifest
 
+from ..auth import bearer_token, sign_allowance
 from ..refs import check_alias, check_name, check_version, reference_from_url
+from ..registry.publishing import AllowOps
+from ..registry.safety import safety_state
 from .context import archive_response, error_response, get_access, get_registry, get_settings, requires
 
 api = Blueprint("hub_api", __name__, url_prefix="/api/v1")
@@ -51,8 +55,9 @@ def _json_body(schema, what: str) -> dict:
 
 
 def _version_summary(manifest: dict) -> dict:
-    return {key: manifest[key] for key in
-            ("version", "created", "total_size", "description", "tensorflow_version")}
+    return {**{key: manifest[key] for key in
+               ("version", "created", "total_size", "description", "tensorflow_version")},
+            "safety": safety_state(get_registry().safety(manifest))}
 
 
 # --- models -------------------------------------------------------------------------------------
@@ -117,6 +122,12 @@ def publish(name: str):
     if not isinstance(metadata, dict):
         raise InvalidArgument(f"the {METADATA_HEADER} header must hold a JSON object")
     metadata = _load(PublishMetadataSchema(), metadata, "publish metadata")
+    allow_ops = metadata.pop("allow_ops")
+    if allow_ops:  # only an admin may publish what the safety scan refuses
+        access = get_access()
+        admin = access.require(bearer_token(request.headers.get("Authorization")), "admin")
+        metadata["allow"] = AllowOps(tuple(allow_ops), admin.label,
+                                     lambda record: sign_allowance(access.tokens.secret, record))
     # Werkzeug enforces this while the body streams in: a declared Content-Length over it is
     # refused before any byte is read, and a chunked body is cut off as soon as it passes it.
     settings = get_settings()
@@ -136,7 +147,7 @@ def version_manifest(name: str, version: str):
     """`version` is a number, `latest`, or an alias; with the version's artifacts."""
     registry = get_registry()
     manifest = registry.get(reference_from_url(name, version))
-    return {**dump_manifest(manifest),
+    return {**dump_manifest(manifest), "safety": registry.safety(manifest),
             "artifacts": registry.artifacts(manifest["name"], manifest["version"])}
 
 
@@ -145,6 +156,13 @@ def version_manifest(name: str, version: str):
 def delete_version(name: str, version: str):
     get_registry().delete_version(check_name(name), check_version(version))
     return Response(status=204)
+
+
+@api.post("/models/<name>/versions/<version>/scan")
+@requires("write")
+def scan_version(name: str, version: str):
+    """Scan the version's graph afresh; record the verdict of a version that has none."""
+    return ScanResultSchema().dump(get_registry().scan(reference_from_url(name, version)))
 
 
 @api.get("/models/<name>/versions/<version>/archive")

@@ -17,6 +17,7 @@ from schemas.api import (
     ModelDetailSchema,
     ModelListSchema,
     PublishMetadataSchema,
+    ScanResultSchema,
     TokenRequestSchema,
     TokenSchema,
     VersionListSchema,
@@ -80,7 +81,7 @@ def _operations() -> dict[str, dict]:
                 "requestBody": {"required": True, "content": {
                     "application/gzip": BINARY, "application/x-tar": BINARY}},
                 "responses": {**_ok("the new version's manifest", "Manifest", "201"),
-                              **_errors(400, 401, 403, 413, 415)}}},
+                              **_errors(400, 401, 403, 413, 415, 422)}}},
         "/api/v1/models/{name}/versions/{version}": {
             "get": {"summary": "A version's manifest and artifacts", "parameters": [NAME, VERSION],
                     "responses": {**_ok("the version", "Version"), **_errors(400, 401, 404)}},
@@ -88,6 +89,11 @@ def _operations() -> dict[str, dict]:
                        "security": write, "parameters": [NAME, VERSION],
                        "responses": {"204": {"description": "deleted"},
                                      **_errors(401, 403, 404, 409)}}},
+        "/api/v1/models/{name}/versions/{version}/scan": {"post": {
+            "summary": "Scan the version's graph for ops that could reach outside the model, and "
+                       "record the verdict of a version published before the scan existed",
+            "security": write, "parameters": [NAME, VERSION],
+            "responses": {**_ok("the verdict", "ScanResult"), **_errors(400, 401, 403, 404)}}},
         "/api/v1/models/{name}/versions/{version}/archive": {"get": {
             "summary": "The whole version as a tar.gz whose root is the SavedModel root",
             "parameters": [NAME, VERSION],
@@ -159,7 +165,8 @@ def openapi_spec() -> dict:
     spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
     for name, schema in [("Error", ErrorSchema), ("ModelList", ModelListSchema),
                          ("ModelDetail", ModelDetailSchema), ("VersionList", VersionListSchema),
-                         ("Manifest", ManifestSchema), ("Version", VersionSchema), ("PublishMetadata", PublishMetadataSchema),
+                         ("Manifest", ManifestSchema), ("Version", VersionSchema),
+                         ("ScanResult", ScanResultSchema), ("PublishMetadata", PublishMetadataSchema),
                          ("AliasRequest", AliasRequestSchema), ("Alias", AliasSchema),
                          ("ConvertRequest", ConvertRequestSchema),
                          ("ArtifactList", ArtifactListSchema),

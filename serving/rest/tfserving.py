@@ -48,9 +48,9 @@ def _parse(target: str) -> dict:
 
 
 def _status(served: ServedVersion) -> dict:
+    code = "OK" if not served.error else ("PERMISSION_DENIED" if served.refused else "UNKNOWN")
     return {"version": str(served.version), "state": served.state,
-            "status": {"error_code": "UNKNOWN" if served.error else "OK",
-                       "error_message": served.error}}
+            "status": {"error_code": code, "error_message": served.error}}
 
 
 def _tensor_info(spec: dict) -> dict:

@@ -41,14 +41,15 @@ def test_publish_prints_the_new_reference_and_ls_show_describe_it(modelhub, exam
     assert out.strip() == "hpt/2"
 
     listing = modelhub("ls").output.splitlines()
-    assert listing[0].split() == ["NAME", "LATEST", "VERSIONS", "ALIASES", "DESCRIPTION"]
+    assert listing[0].split() == ["NAME", "LATEST", "VERSIONS", "ALIASES", "SAFETY", "DESCRIPTION"]
     # A model is summarised by its latest version.
-    assert listing[1].split() == ["hpt", "2", "2", "prod", "Adds", "two,", "again"]
+    assert listing[1].split() == ["hpt", "2", "2", "prod", "safe", "Adds", "two,", "again"]
 
     shown = modelhub("show", "hpt@prod").output
     assert "hpt/1  (aliases: prod)" in shown
     assert "in  x: float32[None]" in shown and "out y: float32[None]" in shown
     assert "tag:         task=toy" in shown
+    assert "safety:      safe (" in shown
 
     manifest = json.loads(modelhub("show", "hpt/1", "--json").output)
     assert manifest["model_card"] == card.read_text()

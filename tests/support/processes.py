@@ -60,10 +60,10 @@ def stop_process(process: subprocess.Popen, timeout: float = 30) -> None:
 
 
 def start_s3_server() -> tuple[subprocess.Popen, str]:
-    """moto's standalone S3 server in its own process, speaking HTTP on 127.0.0.1."""
+    """moto's S3 server in its own process, speaking HTTP on 127.0.0.1 (see s3server.py)."""
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        [sys.executable, "-m", "tests.support.s3server", str(port)], cwd=REPO,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_for_port(port, process=process)
     return process, f"http://127.0.0.1:{port}"
@@ -96,10 +96,12 @@ class HubProcess:
 
 def make_tokens(store: str) -> dict[str, str]:
     """A token of every scope, written straight into the store."""
-    from hub.auth import TokenStore
+    from hub.auth import TokenStore, load_secret
     from hub.registry import Registry
+    from schemas.settings import load_settings
 
-    tokens = TokenStore(Registry.open(store).store)
+    registry = Registry.open(store)
+    tokens = TokenStore(registry.store, load_secret(registry.store, load_settings({"store": store})))
     return {scope: tokens.create(scope, f"tests: {scope}") for scope in ("read", "write", "admin")}
 
 

@@ -71,7 +71,7 @@ def test_the_cli_publishes_and_pulls_through_a_hub(hub_server, examples, unique_
     assert published.returncode == 0, published.stderr
     assert published.stdout == f"{unique_name}/1\n"
     listing = run_cli("ls", unique_name, env=env)
-    assert listing.stdout.splitlines()[1].split() == [unique_name, "1", "1", "prod"]
+    assert listing.stdout.splitlines()[1].split() == [unique_name, "1", "1", "prod", "safe"]
     pulled = run_cli("pull", f"{unique_name}@prod", "-o", str(tmp_path / "out"), env=env)
     assert pulled.returncode == 0, pulled.stderr
     original = examples["half_plus_two"]
