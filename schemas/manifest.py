@@ -25,11 +25,24 @@ ARTIFACT_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 TAG_KEY_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}$")
 
 
+#: What file systems take: a name of at most 255 bytes, a path of at most 4096.
+MAX_NAME_BYTES, MAX_PATH_BYTES = 255, 4096
+
+
 def is_safe_relative_path(path: str) -> bool:
-    """A `/`-separated relative path that cannot leave the folder it is resolved in."""
-    if not path or path.startswith("/") or "\\" in path or "\0" in path:
+    """A `/`-separated relative path that cannot leave the folder it is resolved in, and that
+    can be stored and served back: valid UTF-8 (no undecodable bytes), no control characters (a
+    newline would break headers and listings), and names short enough for any file system."""
+    if not isinstance(path, str) or not path or path.startswith("/") or "\\" in path:
         return False
-    return all(part not in ("", ".", "..") for part in path.split("/"))
+    try:
+        encoded = path.encode("utf-8")  # surrogates (bytes that were not UTF-8) fail here
+    except UnicodeEncodeError:
+        return False
+    if len(encoded) > MAX_PATH_BYTES or any(ord(c) < 32 or ord(c) == 127 for c in path):
+        return False
+    return all(part not in ("", ".", "..") and len(part.encode()) <= MAX_NAME_BYTES
+               for part in path.split("/"))
 
 
 class _Strict(Schema):

@@ -57,7 +57,7 @@ def test_a_gzip_bomb_stops_at_the_size_cap(tmp_path):
 
 @pytest.mark.parametrize("payload,message", [
     (b"this is not an archive at all", "not a valid tar"),
-    (gzip.compress(b"not a tar inside")[:-10], "not a valid tar"),
+    (gzip.compress(b"not a tar inside")[:-10], "incomplete"),
     (make_tar(entry("variables/only")), "no saved_model.pb"),
 ])
 def test_broken_or_incomplete_archives_are_invalid_models(payload, message, tmp_path):
@@ -106,3 +106,71 @@ def test_a_file_then_a_path_through_it_is_unsafe_not_a_crash(tmp_path):
     payload = make_tar(SAVED_MODEL, entry("a", b"file"), entry("a/b", b"under a file"))
     with pytest.raises(UnsafeArchive, match="clashes"):
         safe_extract(io.BytesIO(payload), tmp_path)
+
+
+def streamed_tar_gz(folder: Path) -> bytes:
+    """The tar.gz the client streams for a folder."""
+    from hub.registry.archive import tar_gz_chunks
+    from hub.registry.files import scan_folder
+
+    return b"".join(tar_gz_chunks((f.path, f.size, [f.source.read_bytes()])
+                                  for f in scan_folder(folder)))
+
+
+@pytest.mark.parametrize("compressed", [True, False])
+def test_every_cut_off_prefix_of_an_archive_is_refused(examples, tmp_path, compressed):
+    whole = streamed_tar_gz(examples["half_plus_two"])
+    if not compressed:
+        whole = gzip.decompress(whole)
+    assert safe_extract(io.BytesIO(whole), tmp_path / "whole").is_dir()
+    # Every cut that keeps whole members (the dangerous ones) and a sample of the rest.
+    cuts = set(range(512, len(whole), 512)) | set(range(1, len(whole), max(1, len(whole) // 300)))
+    cuts |= set(range(len(whole) - 64, len(whole)))  # the gzip trailer and the end blocks
+    accepted = []
+    for i, cut in enumerate(sorted(c for c in cuts if 0 < c < len(whole))):
+        staging = tmp_path / f"cut{i}"
+        staging.mkdir()
+        try:
+            safe_extract(io.BytesIO(whole[:cut]), staging)
+        except InvalidModel:
+            continue
+        accepted.append(cut)
+    if not compressed:
+        # a plain tar may lose only its padding after the end-of-archive block
+        end = whole.rstrip(b"\0")
+        assert all(cut >= len(end) + 512 for cut in accepted), accepted[:5]
+    else:
+        assert accepted == [], accepted[:5]
+
+
+def test_the_archive_root_may_be_written_as_dot(tmp_path, examples):
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        tar.add(examples["half_plus_two"], arcname=".")  # tar's own way: ./, ./saved_model.pb
+    root = safe_extract(io.BytesIO(buffer.getvalue()), tmp_path)
+    assert (root / "saved_model.pb").is_file() and root == tmp_path.resolve()
+
+
+@pytest.mark.parametrize("name", ["variables/a\nb", "x" * 5000, "deep/" + "y" * 300,
+                                  "bad\udcff-bytes"])
+def test_names_that_cannot_be_stored_or_served_back_are_refused(tmp_path, name):
+    with pytest.raises(UnsafeArchive, match="cannot be stored and served back"):
+        safe_extract(io.BytesIO(make_tar(SAVED_MODEL, entry(name))), tmp_path)
+
+
+def test_a_decompression_bomb_is_refused_early_by_its_ratio(tmp_path):
+    from hub.registry.archive import MIN_RATIO_BYTES
+
+    bomb = make_tar(SAVED_MODEL, entry("variables/zeros", bytes(200 * 1024 * 1024)))
+    assert len(bomb) < 1024 * 1024  # a few hundred KB
+    with pytest.raises(TooLarge, match="decompression bomb"):
+        safe_extract(io.BytesIO(bomb), tmp_path)
+    written = sum(p.stat().st_size for p in tmp_path.rglob("*") if p.is_file())
+    assert written <= MIN_RATIO_BYTES + 2 * 1024 * 1024
+
+
+def test_entries_are_counted_before_any_work_per_entry(tmp_path):
+    many = make_tar(SAVED_MODEL, *(entry(f"f{i}", b"") for i in range(20_000)))
+    with pytest.raises(TooLarge, match="entries"):
+        safe_extract(io.BytesIO(many), tmp_path)
+    assert sum(1 for _ in tmp_path.rglob("*")) <= 10_000  # refused at the count, not later
