@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from schemas.errors import InvalidReference
-from schemas.manifest import ALIAS_PATTERN, ARTIFACT_PATTERN, NAME_PATTERN
+from schemas.manifest import ALIAS_PATTERN, ARTIFACT_PATTERN, NAME_PATTERN, VERSION_PATTERN
 
 
 def check_name(name: str) -> str:
@@ -35,9 +35,14 @@ def check_artifact_name(artifact: str) -> str:
     return artifact
 
 
+def is_version_text(text: str) -> bool:
+    """Whether `text` spells a version number (ASCII digits only: "²".isdigit() is true)."""
+    return bool(VERSION_PATTERN.match(text))
+
+
 def check_version(version: int | str) -> int:
     text = str(version)
-    if not text.isdigit() or int(text) < 1 or len(text) > 18:
+    if not is_version_text(text):
         raise InvalidReference(f"invalid version {version!r}: versions are whole numbers from 1")
     return int(text)
 
@@ -61,7 +66,7 @@ def reference_from_url(name: str, selector: str | None) -> Reference:
     check_name(name)
     if selector is None or selector == LATEST:
         return Reference(name)
-    if selector.isdigit():
+    if selector.isascii() and selector.isdigit():
         return Reference(name, version=check_version(selector))
     return Reference(name, alias=check_alias(selector))
 

@@ -20,7 +20,7 @@ SCOPES = ("read", "write", "admin")
 #: unsafe (never stored by a publish, but older versions can be); never scanned.
 SAFETY_STATES = ("safe", "allowed", "unsafe", "unscanned")
 #: TensorFlow op type names.
-OP_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+OP_PATTERN = re.compile(r"\A[A-Za-z_][A-Za-z0-9_]{0,127}\Z")
 #: TFLite conversion modes: none (float32), dynamic (int8 weights, float activations),
 #: float16 (float16 weights), int8 (full integer, calibrated on samples; float32 inputs/outputs).
 QUANTIZE_MODES = ("none", "dynamic", "float16", "int8")

@@ -14,15 +14,19 @@ from schemas.errors import InvalidManifest
 
 MANIFEST_SCHEMA_VERSION = 1
 
+# Every pattern is anchored with \A and \Z: `$` would also match before a trailing newline.
+
 #: Model names: lower-case letters, digits, `.`, `_`, `-`, starting with a letter or digit.
-NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
+NAME_PATTERN = re.compile(r"\A[a-z0-9][a-z0-9._-]{0,127}\Z")
 #: Aliases (TF Serving version labels) start with a letter, so they never look like versions.
-ALIAS_PATTERN = re.compile(r"^[a-z][a-z0-9._-]{0,63}$")
-SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
+ALIAS_PATTERN = re.compile(r"\A[a-z][a-z0-9._-]{0,63}\Z")
+#: Version numbers: plain ASCII digits (str.isdigit() also takes "²" and "٣").
+VERSION_PATTERN = re.compile(r"\A[1-9][0-9]{0,17}\Z")
+SHA256_PATTERN = re.compile(r"\A[0-9a-f]{64}\Z")
 #: Artifact names (`tflite-int8`, `tflite-none-classify`): they become store keys and URL parts.
-ARTIFACT_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+ARTIFACT_PATTERN = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,199}\Z")
 #: Tags are free text but bounded, so a manifest stays small.
-TAG_KEY_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}$")
+TAG_KEY_PATTERN = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}\Z")
 
 
 #: What file systems take: a name of at most 255 bytes, a path of at most 4096.

@@ -38,7 +38,7 @@ from schemas.manifest import NAME_PATTERN
 
 RUNTIMES = ("tensorflow", "tflite")
 POLICIES = ("latest", "all", "specific")
-DEVICE_PATTERN = re.compile(r"(auto|cpu|tpu|gpu(:\d+)?)")
+DEVICE_PATTERN = re.compile(r"\A(auto|cpu|tpu|gpu(:[0-9]+)?)\Z")
 
 
 class IntList(fields.List):
@@ -160,7 +160,7 @@ class ModelEntrySchema(Schema):
                            load_default=list)
     #: None: the server's setting (so for runtime, quantize and batching too)
     device = fields.Str(load_default=None, allow_none=True,
-                        validate=validate.Regexp(DEVICE_PATTERN.pattern + "$"))
+                        validate=validate.Regexp(DEVICE_PATTERN))
     runtime = fields.Str(load_default=None, allow_none=True, validate=validate.OneOf(RUNTIMES))
     quantize = fields.Str(load_default=None, allow_none=True,
                           validate=validate.OneOf(QUANTIZE_MODES))

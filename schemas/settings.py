@@ -95,7 +95,7 @@ class SettingsSchema(BatchingKnobs):
                             "Serving config (JSON): per-model version policy, device, runtime "
                             "and batching.")
     device = _setting(fields.Str(load_default="auto",
-                                 validate=validate.Regexp(DEVICE_PATTERN.pattern + "$")),
+                                 validate=validate.Regexp(DEVICE_PATTERN)),
                       "auto, cpu, gpu, gpu:N or tpu.")
     runtime = _setting(fields.Str(load_default="tensorflow", validate=validate.OneOf(RUNTIMES)),
                        "Run the SavedModel, or the version's TFLite artifact with LiteRT (the "

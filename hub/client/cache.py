@@ -31,7 +31,7 @@ from pathlib import Path
 from schemas.errors import NotCached
 from schemas.manifest import dump_artifact, dump_manifest, load_artifact, load_manifest
 
-from ..refs import Reference
+from ..refs import Reference, is_version_text
 
 
 def _unique_suffix() -> str:
@@ -195,7 +195,7 @@ class ModelCache:
         if version is None:
             folder = self.root / "artifacts" / ref.name
             version = max((int(p.parent.name) for p in folder.glob(f"*/{artifact}.json")
-                            if p.parent.name.isdigit()), default=None)
+                            if is_version_text(p.parent.name)), default=None)
         found = version is not None and self.cached_artifact(ref.name, version, artifact)
         if not found:
             raise NotCached(f"artifact {artifact} of {ref} is not in the cache at {self.root}")
@@ -206,7 +206,7 @@ class ModelCache:
         version = self._offline_version(ref)
         if version is None:
             versions = [int(p.stem) for p in (self.root / "manifests" / ref.name).glob("*.json")
-                        if p.stem.isdigit()]
+                        if is_version_text(p.stem)]
             if not versions:
                 raise NotCached(f"no version of {ref.name!r} is in the cache at {self.root}")
             version = max(versions)

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 from storage import ObjectStore
 
+from ..refs import is_version_text
+
 
 def blob_key(sha256: str) -> str:
     return f"blobs/sha256/{sha256[:2]}/{sha256}"
@@ -70,9 +72,9 @@ def model_keys(store: ObjectStore, name: str) -> ModelKeys:
         stem = leaf[:-5] if leaf.endswith(".json") else None
         if stem is None or "/" in stem:
             continue
-        if kind == "versions" and stem.isdigit():
+        if kind == "versions" and is_version_text(stem):
             versions.append(int(stem))
-        elif kind == "deleted" and stem.isdigit():
+        elif kind == "deleted" and is_version_text(stem):
             deleted.append(int(stem))
         elif kind == "aliases":
             aliases.append(stem)
@@ -86,6 +88,6 @@ def artifact_keys(store: ObjectStore, name: str,
     found = {}
     for key in store.list_keys(artifacts_prefix(name, version)):
         number, _, leaf = key[len(prefix):].partition("/")
-        if number.isdigit() and leaf.endswith(".json") and "/" not in leaf:
+        if is_version_text(number) and leaf.endswith(".json") and "/" not in leaf:
             found[(int(number), leaf[:-5])] = key
     return found

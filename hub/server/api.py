@@ -28,7 +28,7 @@ from schemas.errors import InvalidArgument, UnsupportedMediaType
 from schemas.manifest import dump_manifest
 
 from ..auth import bearer_token, sign_allowance
-from ..refs import check_alias, check_name, check_version, reference_from_url
+from ..refs import check_alias, check_name, check_version, is_version_text, reference_from_url
 from ..registry.publishing import AllowOps
 from ..registry.safety import safety_state
 from .context import archive_response, error_response, get_access, get_registry, get_settings, requires
@@ -179,7 +179,7 @@ def version_file(name: str, version: str, path: str):
     registry = get_registry()
     manifest = registry.get(reference_from_url(name, version))
     entry = registry.file_entry(manifest, path)
-    return _blob_response(entry, version.isdigit(), path,
+    return _blob_response(entry, is_version_text(version), path,
                           lambda start=0, end=None: registry.file_chunks(manifest, entry, start, end))
 
 
@@ -260,7 +260,7 @@ def artifact_file(name: str, version: str, artifact: str):
     manifest = registry.get(reference_from_url(name, version))
     record = registry.artifact(manifest["name"], manifest["version"], artifact)
     response = _blob_response(
-        record, version.isdigit(), f"artifact {artifact}",
+        record, is_version_text(version), f"artifact {artifact}",
         lambda start=0, end=None: registry.artifact_chunks(manifest, artifact, record, start, end))
     suffix = PurePosixPath(record["path"]).suffix
     response.headers["Content-Disposition"] = (

@@ -114,3 +114,9 @@ def test_the_real_command_works_against_s3_and_never_prints_tracebacks(s3_bucket
     assert unreachable.returncode == 1
     assert "cannot reach the S3 endpoint" in unreachable.stderr
     assert "Traceback" not in unreachable.stderr
+
+
+def test_a_look_alike_version_is_a_one_line_error(modelhub):
+    result = modelhub("show", "half_plus_two/\u00b2", ok=False)
+    assert result.exit_code != 0 and "invalid version" in result.output
+    assert "Traceback" not in result.output

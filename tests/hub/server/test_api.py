@@ -276,3 +276,20 @@ def test_conditional_and_range_edge_cases(hub_app, published, examples):
     not_allowed = hub_app.client.patch("/api/v1/models")
     assert "GET" in not_allowed.headers["Allow"]
     assert get("/api/v1/models", query_string={"_": "123"}).status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/api/v1/models/{name}/versions/\u00b2",
+                                  "/api/v1/models/{name}/versions/\u0663/files/saved_model.pb",
+                                  "/models/{name}/\u00b2",
+                                  "/api/v1/models/{name}%0A",
+                                  "/api/v1/models/{name}/versions/prod%0A"])
+def test_look_alike_versions_and_names_with_a_newline_are_400_not_500(hub_app, published, path):
+    assert_error(hub_app.client.get(path.format(name=published)), 400, "invalid_reference")
+
+
+def test_names_and_aliases_ending_in_a_newline_are_refused_on_write(hub_app, published, examples):
+    assert_error(publish(hub_app, "a%0A", tar_gz_of(examples["half_plus_two"])),
+                 400, "invalid_reference")
+    assert_error(hub_app.client.put(f"/api/v1/models/{published}/aliases/prod%0A",
+                                    json={"version": 1}, headers=hub_app.auth("write")),
+                 400, "invalid_reference")
