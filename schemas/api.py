@@ -116,7 +116,12 @@ class ErrorSchema(Schema):
     error = fields.Nested(ErrorDetailSchema, required=True)
 
 
-class ModelSummarySchema(Schema):
+class _Response(Schema):
+    class Meta:
+        unknown = EXCLUDE  # a client reading a newer hub's answer ignores what it does not know
+
+
+class ModelSummarySchema(_Response):
     name = fields.Str()
     latest = fields.Int()
     versions = fields.List(fields.Int())
@@ -129,7 +134,7 @@ class ModelSummarySchema(Schema):
                         metadata={"description": "the latest version's safety verdict"})
 
 
-class ModelListSchema(Schema):
+class ModelListSchema(_Response):
     models = fields.List(fields.Nested(ModelSummarySchema))
     page = fields.Int()
     per_page = fields.Int()

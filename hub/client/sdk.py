@@ -35,6 +35,7 @@ from schemas.errors import (
     UnsupportedMediaType,
     all_error_classes,
 )
+from schemas.api import ModelListSchema
 from schemas.manifest import load_artifact, load_manifest
 from schemas.settings import Settings, default_of
 from storage.base import CHUNK_SIZE
@@ -124,7 +125,7 @@ class HubClient:
         models, page = [], 1
         while True:
             params = {"page": page, "per_page": 100, **({"q": query} if query else {})}
-            body = self._json("GET", "/api/v1/models", params=params)
+            body = ModelListSchema().load(self._json("GET", "/api/v1/models", params=params))
             models.extend(body["models"])
             if page * body["per_page"] >= body["total"]:
                 return models

@@ -13,6 +13,7 @@ from marshmallow import ValidationError
 
 from schemas.api import (
     AliasRequestSchema,
+    AliasSchema,
     ArtifactListSchema,
     ConvertRequestSchema,
     CreatedArtifactSchema,
@@ -22,7 +23,9 @@ from schemas.api import (
     PublishMetadataSchema,
     ScanResultSchema,
     TokenRequestSchema,
+    TokenSchema,
     VersionListSchema,
+    VersionSchema,
 )
 from schemas.errors import InvalidArgument, UnsupportedMediaType
 from schemas.manifest import dump_manifest
@@ -147,8 +150,9 @@ def version_manifest(name: str, version: str):
     """`version` is a number, `latest`, or an alias; with the version's artifacts."""
     registry = get_registry()
     manifest = registry.get(reference_from_url(name, version))
-    return {**dump_manifest(manifest), "safety": registry.safety(manifest),
-            "artifacts": registry.artifacts(manifest["name"], manifest["version"])}
+    return VersionSchema().dump({**manifest, "safety": registry.safety(manifest),
+                                 "artifacts": registry.artifacts(manifest["name"],
+                                                                 manifest["version"])})
 
 
 @api.delete("/models/<name>/versions/<version>")
@@ -277,7 +281,7 @@ def put_alias(name: str, alias: str):
     body = _json_body(AliasRequestSchema(), "alias request")
     record = get_registry().set_alias(check_name(name), check_alias(alias), body["version"],
                                       expected_version=body["expected_version"])
-    return {"name": name, "alias": alias, **record}
+    return AliasSchema().dump({"name": name, "alias": alias, **record})
 
 
 @api.delete("/models/<name>/aliases/<alias>")
@@ -292,7 +296,7 @@ def delete_alias(name: str, alias: str):
 def create_token():
     body = _json_body(TokenRequestSchema(), "token request")
     token = get_access().tokens.create(body["scope"], body["description"])
-    return {"token": token, "scope": body["scope"]}, 201
+    return TokenSchema().dump({"token": token, "scope": body["scope"]}), 201
 
 
 @api.get("/openapi.json")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import socket
 import subprocess
@@ -72,6 +73,10 @@ def test_the_cli_publishes_and_pulls_through_a_hub(hub_server, examples, unique_
     assert published.stdout == f"{unique_name}/1\n"
     listing = run_cli("ls", unique_name, env=env)
     assert listing.stdout.splitlines()[1].split() == [unique_name, "1", "1", "prod", "safe"]
+    as_json = run_cli("ls", unique_name, "--json", env=env)
+    assert as_json.returncode == 0, as_json.stderr
+    (summary,) = json.loads(as_json.stdout)
+    assert summary["name"] == unique_name and summary["updated"].startswith("20")
     pulled = run_cli("pull", f"{unique_name}@prod", "-o", str(tmp_path / "out"), env=env)
     assert pulled.returncode == 0, pulled.stderr
     original = examples["half_plus_two"]
