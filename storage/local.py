@@ -214,10 +214,21 @@ class LocalStore(ObjectStore):
 
     @contextlib.contextmanager
     def _locked(self, path: Path):
+        """An exclusive lock for `path`'s compare-and-swap, on a lock file beside it. Cleanup may
+        remove an unlocked lock file at any time, so after taking the lock, check that the file
+        locked is still the one at that path; if not, take the new one."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path.parent / f"{LOCK_PREFIX}{path.name}", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
+        lock_path = path.parent / f"{LOCK_PREFIX}{path.name}"
+        while True:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
             fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                if os.fstat(fd).st_ino == os.stat(lock_path).st_ino:
+                    break
+            except FileNotFoundError:
+                pass
+            os.close(fd)  # removed by cleanup while we waited: lock the new one
+        try:
             yield
         finally:
             os.close(fd)
@@ -320,16 +331,33 @@ class LocalStore(ObjectStore):
             os.utime(path)
 
     def cleanup_incomplete(self, older_than: datetime) -> int:
+        """Temp files of writes that died, and lock files nobody holds, older than the cutoff."""
         cutoff = older_than.timestamp()
         removed = 0
         with _translated("/"):
             for dirpath, _, filenames in os.walk(self.root):
                 for name in filenames:
-                    if not name.startswith(TEMP_PREFIX):
-                        continue
                     path = os.path.join(dirpath, name)
                     with contextlib.suppress(FileNotFoundError):
-                        if os.stat(path).st_mtime < cutoff:
+                        if os.stat(path).st_mtime >= cutoff:
+                            continue
+                        if name.startswith(TEMP_PREFIX):
                             os.unlink(path)
                             removed += 1
+                        elif name.startswith(LOCK_PREFIX) and self._remove_unheld_lock(path):
+                            removed += 1
         return removed
+
+    @staticmethod
+    def _remove_unheld_lock(path: str) -> bool:
+        """Remove a lock file if nobody holds it (see `_locked` for why that is safe)."""
+        fd = os.open(path, os.O_RDWR)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False  # in use
+            os.unlink(path)
+            return True
+        finally:
+            os.close(fd)

@@ -5,7 +5,7 @@ import contextlib
 import logging
 from datetime import datetime, timedelta, timezone
 
-from schemas.errors import InvalidManifest, ObjectExists, ObjectNotFound, VersionInUse, VersionNotFound
+from schemas.errors import InvalidManifest, ModelNotFound, ObjectExists, ObjectNotFound, VersionInUse
 from schemas.manifest import load_artifact
 from storage import ObjectStore
 
@@ -71,7 +71,8 @@ class Cleanup:
         for name in names:
             keys = model_keys(self.store, name)
             for version in keys.versions:
-                with contextlib.suppress(VersionNotFound):
+                # ModelNotFound too: the model's last version may be deleted during the run.
+                with contextlib.suppress(ModelNotFound):
                     manifest = self.manifest(name, version)
                     referenced.update(f["sha256"] for f in manifest["files"])
             for (version, _), key in artifact_keys(self.store, name).items():

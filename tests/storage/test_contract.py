@@ -182,3 +182,20 @@ def test_cleanup_incomplete_removes_only_old_leftovers(store):
 def test_store_errors_form_one_hierarchy(store):
     with pytest.raises(StoreError):
         store.head("missing")
+
+
+def test_cleanup_leaves_no_lock_files_and_locking_still_excludes(tmp_path):
+    from datetime import datetime, timedelta, timezone
+
+    from storage.local import LOCK_PREFIX, LocalStore
+
+    store = LocalStore(tmp_path / "store")
+    store.put_if_match("a/b", b"1", None)
+    _, etag = store.read_with_etag("a/b")
+    store.put_if_match("a/b", b"2", etag)
+    assert any(p.name.startswith(LOCK_PREFIX) for p in (tmp_path / "store").rglob("*"))
+    store.cleanup_incomplete(datetime.now(timezone.utc) + timedelta(seconds=1))
+    assert not any(p.name.startswith(LOCK_PREFIX) for p in (tmp_path / "store").rglob("*"))
+    _, etag = store.read_with_etag("a/b")
+    store.put_if_match("a/b", b"3", etag)  # a new lock file, and the swap still works
+    assert store.get_bytes("a/b") == b"3"

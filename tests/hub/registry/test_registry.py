@@ -348,3 +348,22 @@ def test_a_delete_backs_out_when_an_alias_arrives_meanwhile(store, examples):
     registry = Registry(store)
     assert registry.versions("hpt") == [1] and registry.aliases("hpt") == {"prod": 1}
     assert registry.publish(examples["half_plus_two"], "hpt")["version"] == 2
+
+
+def test_gc_carries_on_when_a_models_last_version_goes_during_the_run(registry, examples):
+    from datetime import timedelta
+
+    registry.publish(examples["half_plus_two"], "going")
+    registry.publish(examples["multi_io"], "staying")
+    real_store = registry.store
+
+    class DeletedMeanwhile(StoreProxy):
+        def list_keys(self, prefix=""):
+            keys = self._store.list_keys(prefix)
+            if prefix == "models/going/":  # gc has listed the model: now it goes
+                real_store.delete("models/going/versions/1.json")
+            return keys
+
+    report = Registry(DeletedMeanwhile(real_store)).gc(timedelta(0))
+    assert report["removed_blobs"] >= 0  # it finished
+    assert registry.get("staying/1")

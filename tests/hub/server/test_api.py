@@ -115,6 +115,7 @@ def test_aliases_move_with_compare_and_swap_over_http(hub_app, published, exampl
     moved = client.put(f"{url}/aliases/prod", json={"version": 2, "expected_version": 1},
                        headers=write)
     assert moved.status_code == 200 and moved.get_json()["previous"] == 1
+    assert set(moved.get_json()) == {"name", "alias", "version", "previous", "updated"}
     assert_error(client.put(f"{url}/aliases/prod", json={"version": 1, "expected_version": 1},
                             headers=write), 412, "precondition_failed")
     assert client.delete(f"{url}/aliases/prod", headers=write).status_code == 204
