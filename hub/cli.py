@@ -11,7 +11,6 @@ import contextlib
 import json
 import os
 import sys
-import uuid
 from datetime import timedelta
 from pathlib import Path
 
@@ -177,17 +176,12 @@ def pull(ctx, ref: str, output: Path | None, fmt: str, quantize: str,
         sys.stdout.buffer.flush()
         return
     dest = output or default.with_name(default.name + ".tar.gz")
-    if dest.exists():
-        raise InvalidArgument(f"destination {dest} already exists")
-    # Written beside the destination and renamed only once every file has been verified.
-    partial = dest.with_name(f".{dest.name}.partial-{uuid.uuid4().hex[:12]}")
-    try:
-        with open(partial, "wb") as out:
-            for chunk in chunks:
-                out.write(chunk)
-        partial.rename(dest)
-    finally:
-        partial.unlink(missing_ok=True)
+    from .registry.files import staged_file
+
+    # Written beside the destination; it appears only once every file has been verified.
+    with staged_file(dest, exclusive=True) as partial, open(partial, "wb") as out:
+        for chunk in chunks:
+            out.write(chunk)
     click.echo(str(dest))
 
 

@@ -72,17 +72,27 @@ def staged_folder(dest: str | Path) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def staged_file(dest: str | Path) -> Iterator[Path]:
-    """A temp file beside `dest`, unique to this call, to fill; it replaces `dest` (atomically:
-    readers see the old file or the whole new one) only if the block finishes."""
+def staged_file(dest: str | Path, *, exclusive: bool = False) -> Iterator[Path]:
+    """A temp file beside `dest`, unique to this call, to fill; it becomes `dest` (atomically:
+    readers see the old file or the whole new one) only if the block finishes. `exclusive`: never
+    replace an existing `dest` (link() fails atomically where an exists-check then rename could
+    overwrite a file made in between)."""
     dest = Path(dest).absolute()
     if dest.is_dir():
         raise InvalidArgument(f"destination {dest} is a folder, not a file")
+    if exclusive and dest.exists():
+        raise InvalidArgument(f"destination {dest} already exists")  # before any download
     dest.parent.mkdir(parents=True, exist_ok=True)
     temp = dest.parent / f".{dest.name}.partial-{uuid.uuid4().hex[:12]}"
     try:
         yield temp
-        os.replace(temp, dest)
+        if not exclusive:
+            os.replace(temp, dest)
+            return
+        try:
+            os.link(temp, dest)
+        except FileExistsError:
+            raise InvalidArgument(f"destination {dest} already exists") from None
     finally:
         temp.unlink(missing_ok=True)
 
