@@ -142,6 +142,9 @@ class ManifestSchema(DescriptionSchema, _Strict):
     created = fields.AwareDateTime(required=True, format="iso", default_timezone=timezone.utc)
     files = fields.List(fields.Nested(FileEntrySchema), required=True,
                         validate=validate.Length(min=1))
+    #: folders that hold no file (kept, so that a pulled tree equals the published one)
+    folders = fields.List(fields.Str(validate=lambda p: is_safe_relative_path(p)),
+                          load_default=list)
     total_size = fields.Int(required=True, validate=validate.Range(min=0))
     signatures = fields.Dict(keys=fields.Str(), values=fields.Nested(SignatureSchema),
                              load_default=dict)

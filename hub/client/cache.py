@@ -107,6 +107,8 @@ class ModelCache:
     def complete_snapshot(self, manifest: dict) -> Path | None:
         """The snapshot folder if every file of the manifest is in it with the right size."""
         folder = self.snapshot_path(manifest["name"], manifest["version"])
+        if not all((folder / f).is_dir() for f in manifest["folders"]):
+            return None
         for entry in manifest["files"]:
             try:
                 if (folder / entry["path"]).stat().st_size != entry["size"]:
@@ -131,6 +133,8 @@ class ModelCache:
                     os.link(blob, target)
                 except OSError:  # a file system without hard links: copy instead
                     shutil.copyfile(blob, target)
+            for folder in manifest["folders"]:
+                (temp / folder).mkdir(parents=True, exist_ok=True)
             if final.exists() and not self.complete_snapshot(manifest):
                 shutil.rmtree(final, ignore_errors=True)  # an incomplete leftover
             with contextlib.suppress(OSError):  # another process finished first: keep theirs

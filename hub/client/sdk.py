@@ -43,7 +43,14 @@ from storage.hashing import TrailingHasher
 
 from ..refs import Reference, check_name, parse_reference
 from ..registry.archive import saved_model_root, tar_gz_chunks
-from ..registry.files import check_digest, parallel_map, scan_folder, staged_file, staged_folder
+from ..registry.files import (
+    check_digest,
+    empty_folders,
+    parallel_map,
+    scan_folder,
+    staged_file,
+    staged_folder,
+)
 from .cache import ModelCache
 
 #: Small enough that a cut connection loses little: a partial read is discarded, not yielded.
@@ -325,7 +332,7 @@ class HubClient:
         if source.is_dir():
             root = saved_model_root(source)
             entries = ((f.path, f.size, _read_file(f.source, on_progress)) for f in scan_folder(root))
-            body = tar_gz_chunks(entries)
+            body = tar_gz_chunks(entries, folders=empty_folders(root))
         elif source.is_file():
             body = _read_file(source, on_progress)
         else:

@@ -241,9 +241,10 @@ def safe_extract(stream: BinaryIO, staging: Path, *, max_bytes: int = DEFAULT_MA
     return saved_model_root(staging)
 
 
-def tar_gz_chunks(entries: Iterable[tuple[str, int, Iterable[bytes]]],
-                  level: int = 1) -> Iterator[bytes]:
-    """Stream a tar.gz of `(path, size, chunks)` entries without buffering any file.
+def tar_gz_chunks(entries: Iterable[tuple[str, int, Iterable[bytes]]], level: int = 1,
+                  folders: Iterable[str] = ()) -> Iterator[bytes]:
+    """Stream a tar.gz of `(path, size, chunks)` entries, then the empty `folders`, without
+    buffering any file.
 
     Headers come from `tarfile.TarInfo.tobuf`; the data is compressed as it is produced. Level 1
     because weights barely compress and speed matters more. Parent folders get their own entries
@@ -279,4 +280,13 @@ def tar_gz_chunks(entries: Iterable[tuple[str, int, Iterable[bytes]]],
         if written != size:
             raise ValueError(f"{path}: {written} bytes instead of the {size} announced")
         yield compressor.compress(b"\0" * (-size % tarfile.BLOCKSIZE))
+    for folder in folders:
+        parts = folder.split("/")
+        for depth in range(1, len(parts) + 1):
+            path = "/".join(parts[:depth])
+            if path not in made_dirs:
+                made_dirs.add(path)
+                info = tarfile.TarInfo(path)
+                info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, now
+                yield header(info)
     yield compressor.compress(b"\0" * (2 * tarfile.BLOCKSIZE)) + compressor.flush()

@@ -70,6 +70,8 @@ class Fetching:
                 self._fetch_blob(entry, target, label, on_progress)
 
             parallel_map(fetch, manifest["files"])
+            for folder in manifest["folders"]:
+                (staging / folder).mkdir(parents=True, exist_ok=True)
         return manifest
 
     def archive(self, ref: str | Reference) -> tuple[dict, Iterator[bytes]]:
@@ -80,7 +82,8 @@ class Fetching:
         manifest = self.get(ref)
         entries = ((e["path"], e["size"], self.file_chunks(manifest, e))
                    for e in manifest["files"])
-        return manifest, tar_gz_chunks(entries, self._compression_level(manifest))
+        return manifest, tar_gz_chunks(entries, self._compression_level(manifest),
+                                       manifest["folders"])
 
     def _compression_level(self, manifest: dict) -> int:
         """Deflate only if the weights compress. Trained float weights barely do, and deflate

@@ -51,6 +51,16 @@ def scan_folder(root: Path) -> list[LocalFile]:
     return found
 
 
+def empty_folders(root: Path) -> list[str]:
+    """The folders under `root` that hold no file, at any depth (a SavedModel's `assets/` often
+    is one): a version records them, so a pulled tree equals the published one."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        if not filenames and not dirnames and Path(dirpath) != Path(root):
+            found.append(Path(dirpath).relative_to(root).as_posix())
+    return sorted(found)
+
+
 @contextlib.contextmanager
 def staged_folder(dest: str | Path) -> Iterator[Path]:
     """An empty folder beside `dest` to fill; it becomes `dest` only if the block finishes, so

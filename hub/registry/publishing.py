@@ -34,7 +34,7 @@ from storage.hashing import sha256_file
 from ..savedmodel import read_saved_model_info
 from ..savedmodel.scan import Verdict, scan_saved_model
 from .archive import safe_extract, saved_model_root
-from .files import parallel_map, scan_folder
+from .files import empty_folders, parallel_map, scan_folder
 from .layout import blob_key, json_bytes, manifest_key, model_keys
 
 #: Publishers of one name racing for version numbers retry this often before giving up.
@@ -122,6 +122,7 @@ class Publishing:
             "created": datetime.now(timezone.utc),
             "files": [{"path": f.path, "size": size, "sha256": digest}
                       for f, (digest, size) in zip(files, stored)],
+            "folders": empty_folders(root),
             "total_size": sum(size for _, size in stored),
             "signatures": info.signatures,
             "tensorflow_version": info.tensorflow_version,

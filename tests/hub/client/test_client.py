@@ -287,3 +287,16 @@ def test_eight_processes_pulling_into_one_cache_leave_one_correct_copy(hub_serve
         for entry in manifest["files"]:
             data = (tmp_path / f"out{i}" / entry["path"]).read_bytes()
             assert hashlib.sha256(data).hexdigest() == entry["sha256"]
+
+
+def test_empty_folders_survive_a_round_trip_through_a_hub(client, examples, unique_name, tmp_path):
+    import shutil
+
+    source = tmp_path / "model"
+    shutil.copytree(examples["half_plus_two"], source)
+    (source / "assets").mkdir(exist_ok=True)
+    assert client.publish(source, unique_name)["folders"] == ["assets"]
+    client.pull(unique_name, tmp_path / "out")
+    assert (tmp_path / "out" / "assets").is_dir()
+    assert sorted(p.relative_to(tmp_path / "out") for p in (tmp_path / "out").rglob("*")) == \
+        sorted(p.relative_to(source) for p in source.rglob("*"))

@@ -367,3 +367,29 @@ def test_gc_carries_on_when_a_models_last_version_goes_during_the_run(registry, 
     report = Registry(DeletedMeanwhile(real_store)).gc(timedelta(0))
     assert report["removed_blobs"] >= 0  # it finished
     assert registry.get("staying/1")
+
+
+def test_empty_folders_survive_publish_pull_and_archive(registry, examples, tmp_path):
+    import io
+    import shutil
+    import tarfile
+
+    source = tmp_path / "model"
+    shutil.copytree(examples["half_plus_two"], source)
+    (source / "assets").mkdir(exist_ok=True)
+    (source / "extra" / "deeper").mkdir(parents=True)
+    manifest = registry.publish(source, "hpt")
+    assert manifest["folders"] == ["assets", "extra/deeper"]
+
+    def tree(root: Path) -> set[str]:
+        return {p.relative_to(root).as_posix() + ("/" if p.is_dir() else "")
+                for p in root.rglob("*")}
+
+    registry.pull("hpt/1", tmp_path / "pulled")
+    assert tree(tmp_path / "pulled") == tree(source)
+    _, chunks = registry.archive("hpt/1")
+    with tarfile.open(fileobj=io.BytesIO(b"".join(chunks)), mode="r:gz") as tar:
+        tar.extractall(tmp_path / "unpacked", filter="data")
+    assert tree(tmp_path / "unpacked") == tree(source)
+    republished = registry.publish(tmp_path / "unpacked", "hpt")  # and back again
+    assert republished["folders"] == manifest["folders"]
