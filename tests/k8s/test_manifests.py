@@ -312,7 +312,8 @@ def test_secret_template_is_valid_and_holds_no_secret(kustomize_available):
     secret = yaml.safe_load(SECRET_TEMPLATE.read_text())
     kubernetes_validate.validate(secret, KUBERNETES_VERSION, strict=True)
     assert secret["kind"] == "Secret" and secret["metadata"]["name"] == EXTERNAL_SECRET
-    assert set(secret["stringData"]) == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+    assert set(secret["stringData"]) == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                                         "MODELHUB_TOKEN_SECRET"}
     assert set(secret["stringData"].values()) == {"REPLACE_ME"}
     # the template is not part of the kustomization: applying it must never reset real keys
     for name in ("base", "overlays/gpu", "overlays/tpu"):
