@@ -133,12 +133,13 @@ def _store_allowance(ctx, registry, ops: tuple[str, ...]):
 @click.option("--format", "fmt", type=click.Choice(["saved_model", "tar", "tflite"]),
               default="saved_model", show_default=True,
               help="tflite: the version's TFLite artifact (made by `modelhub convert`).")
-@click.option("--quantize", type=click.Choice(QUANTIZE_MODES), default="dynamic",
-              show_default=True, help="With --format tflite: which conversion.")
+@click.option("--quantize", type=click.Choice(QUANTIZE_MODES), default=None,
+              help="With --format tflite: which conversion [default: the only one there is, "
+                   "else dynamic, float16, int8, none, in that order].")
 @click.option("--signature", default=None,
               help="With --format tflite: the converted signature [default: serving_default].")
 @click.pass_context
-def pull(ctx, ref: str, output: Path | None, fmt: str, quantize: str,
+def pull(ctx, ref: str, output: Path | None, fmt: str, quantize: str | None,
          signature: str | None) -> None:
     """Download REF (name, name/N or name@alias), verifying every byte."""
     registry = _registry(ctx)
@@ -148,6 +149,8 @@ def pull(ctx, ref: str, output: Path | None, fmt: str, quantize: str,
     if fmt == "tflite":
         from .conversion import artifact_name
 
+        if quantize is None:
+            quantize = _pick_conversion(registry, manifest, signature)
         artifact = artifact_name(quantize, signature)
         dest = output or default.with_name(f"{default.name}-{artifact}.tflite")
         if str(dest) == "-" or dest.exists():
@@ -206,6 +209,25 @@ def list_models(ctx, query: str | None, as_json: bool) -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     for r in rows:
         click.echo("  ".join(cell.ljust(w) for cell, w in zip(r, widths)) + "  " + r[5])
+
+
+#: Which TFLite conversion a pull takes when --quantize is not given and there are several.
+PREFERRED_MODES = ("dynamic", "float16", "int8", "none")
+
+
+def _pick_conversion(registry, manifest: dict, signature: str | None) -> str:
+    """The quantization mode to pull: the version's only conversion of the signature, or the
+    most likely wanted of several; said on stderr either way."""
+    from .conversion import artifact_name
+
+    made = [mode for mode in PREFERRED_MODES
+            if artifact_name(mode, signature) in registry.artifacts(manifest["name"],
+                                                                    manifest["version"])]
+    if not made:
+        return "dynamic"  # the usual error follows, with its hint
+    why = "the only conversion" if len(made) == 1 else f"of {', '.join(made)}"
+    click.echo(f"pulling the {made[0]} conversion ({why}; choose with --quantize)", err=True)
+    return made[0]
 
 
 def _describe_spec(spec: dict) -> str:

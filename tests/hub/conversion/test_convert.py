@@ -453,6 +453,26 @@ def test_cli_converts_shows_and_pulls_tflite(examples, tmp_path):
     assert bad.output.count("\n") == 1 and "does not exist" in bad.output
 
 
+def test_pulling_tflite_without_a_mode_takes_the_one_there_is(examples, tmp_path):
+    store = str(tmp_path / "store")
+    runner = CliRunner()
+
+    def modelhub(*args: str):
+        result = runner.invoke(cli, ["--store", store, *args])
+        assert result.exit_code == 0, result.output
+        return result
+
+    modelhub("publish", str(examples["half_plus_two"]), "--name", "hpt")
+    modelhub("convert", "hpt", "--to", "tflite", "--quantize", "float16")
+    dest = tmp_path / "hpt.tflite"
+    pulled = modelhub("pull", "hpt", "--format", "tflite", "-o", str(dest))
+    assert "pulling the float16 conversion (the only conversion" in pulled.output
+    assert dest.stat().st_size > 0
+    modelhub("convert", "hpt", "--to", "tflite", "--quantize", "none")
+    second = modelhub("pull", "hpt", "--format", "tflite", "-o", str(tmp_path / "again.tflite"))
+    assert "pulling the float16 conversion (of float16, none" in second.output
+
+
 def test_the_real_command_prints_one_line_when_an_op_is_missing(shared, tmp_path):
     result = run_cli("--store", shared.store.uri, "convert", "determinant", "--to", "tflite")
     assert result.returncode == 1
