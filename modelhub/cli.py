@@ -71,6 +71,7 @@ for command in hub.cli.COMMANDS:
 @setting("threads", type=int)
 @setting("timeout", type=int)
 @setting("graceful_timeout", type=int)
+@setting("confine", "--confine/--no-confine")
 @click.pass_context
 def serve(ctx: click.Context, all_models: bool, **options) -> None:
     """Run the hub API and/or the prediction APIs on the store under gunicorn."""

@@ -86,6 +86,9 @@ class SettingsSchema(BatchingKnobs):
                        "Seconds a worker may stay silent before it is restarted.")
     graceful_timeout = _setting(fields.Int(load_default=30, validate=validate.Range(min=0)),
                                 "Seconds in-flight requests get to finish on shutdown.")
+    confine = _setting(fields.Bool(load_default=True),
+                       "Confine each worker with Landlock where the kernel offers it: the "
+                       "models it runs can open only what the worker needs.")
 
     # --- what is served, and how ------------------------------------------------------------------
     models = _setting(TextList(fields.Str(validate=validate.Regexp(NAME_PATTERN)),
@@ -176,6 +179,7 @@ class Settings:
     threads: int
     timeout: int
     graceful_timeout: int
+    confine: bool
     models: tuple[str, ...]
     model_config: str | None
     device: str

@@ -35,10 +35,20 @@ which runs in the new worker (fork leaves only the forking thread) before the wo
 threads and before the app imports TensorFlow. `Confinement.unconfined_threads` says how many
 threads were left out, so the caller can refuse to serve when it is not 0.
 
+Measured on Linux 6.18 (ABI 7) with TensorFlow 2.21: TensorFlow starts its thread pools at its
+first op, not at import. With one op run before `confine()`, an eager `tf.io.read_file` of
+/etc/passwd was refused (eager ops run on the calling thread) but the same read inside a
+`tf.function` succeeded: it ran on an inter-op pool thread started before the confinement. With
+`confine()` before the first op, eager, `tf.function` and `tf.data` reads were all refused.
+Importing this module imports the `serving` package, hence numpy, whose OpenBLAS starts a thread
+per CPU at import: import it in the master, before the fork (a forked child has no thread but the
+forking one, and OpenBLAS restarts its pool lazily, after the confinement).
+
 What Landlock (up to ABI 8) does not restrict, so the confinement does not either: stat, access,
 readlink, chdir and path walks (a confined process still sees which files exist and their
-metadata), chmod/chown/utime, already-open descriptors, UDP and UNIX-socket traffic (only TCP bind
-and connect are handled), and memory. It is one layer: the container's own limits (user, read-only
+metadata), chmod/chown/utime, already-open descriptors, UDP, UNIX sockets bound to a path (only
+TCP bind and connect are handled), and what the process already holds in memory (credentials
+read before confinement included). It is one layer: the container's own limits (user, read-only
 root file system, seccomp, network policy) still apply on top.
 
 The module logs nothing: `confine()` returns what it did (or why it did nothing) and the caller
@@ -63,7 +73,7 @@ from typing import Iterable
 # --- the kernel interface (include/uapi/linux/landlock.h) ------------------------------------
 
 #: The Landlock system calls came after Linux unified syscall numbers: the same on every
-#: architecture below (alpha and mips, which add offsets, are left out: no Landlock there).
+#: architecture below (alpha and mips number them with an offset; they are not supported here).
 _SYS_CREATE_RULESET, _SYS_ADD_RULE, _SYS_RESTRICT_SELF = 444, 445, 446
 _MACHINES = {"x86_64", "amd64", "i386", "i686", "aarch64", "arm64", "armv7l", "armv8l",
              "riscv64", "ppc64le", "ppc64", "s390x", "loongarch64"}
@@ -127,8 +137,9 @@ class _NetPortAttr(ctypes.Structure):
 
 #: The O_PATH descriptors the rules were made from, kept open for the life of the process. A rule
 #: belongs to an inode; procfs builds a new inode for /proc/<pid>/... whenever the dentry has been
-#: reclaimed, which would silently drop the grant. An open descriptor keeps the dentry, hence the
-#: inode. (A few dozen descriptors, close-on-exec.)
+#: reclaimed, which silently drops the grant (seen: after `echo 2 > /proc/sys/vm/drop_caches`, a
+#: confined process could no longer read its granted /proc/self/stat once these were closed). An
+#: open descriptor keeps the dentry, hence the inode. (A few dozen descriptors, close-on-exec.)
 _kept_open: list[int] = []
 
 
@@ -198,7 +209,7 @@ class Confinement:
     read_only: tuple[str, ...]  #: granted read (and execute)
     read_write: tuple[str, ...]  #: granted read and write (no execute)
     reason: str                 #: why it is not enforced ("" when it is)
-    skipped: tuple[str, ...] = ()        #: given paths that do not exist (no rule)
+    skipped: tuple[str, ...] = ()        #: given paths that do not exist or are out of reach
     tcp_restricted: bool = False         #: TCP bind/connect limited to the ports below (ABI 4+)
     connect_ports: tuple[int, ...] = ()  #: TCP ports the worker may connect to
     bind_ports: tuple[int, ...] = ()     #: TCP ports the worker may bind
@@ -256,24 +267,33 @@ def confine(read_only: Iterable[str | os.PathLike], read_write: Iterable[str | o
     Network (ABI 4+, when `restrict_tcp`): TCP `bind` and `connect` are refused except to the
     given ports (port 0 in `bind_ports` allows binding an ephemeral port). Accepting on a socket
     bound before confinement (gunicorn's listener) is not affected, nor are UDP (DNS) and UNIX
-    sockets. A worker that reads an S3 store must be given the store's port (443, or the port of
-    AWS_ENDPOINT_URL_S3); nothing else needs outbound TCP, so a model's ops (a gRPC debug
-    callback, a remote file system) cannot reach out.
+    sockets bound to a path. A worker that reads an S3 store must be given the store's port
+    (443, or the port of AWS_ENDPOINT_URL_S3); nothing else needs outbound TCP, so a model's ops
+    (a gRPC debug callback, a remote file system) cannot reach out. One side effect: urllib3
+    (under boto3 and requests) probes IPv6 at import by binding [::1]:0; refused, it resolves
+    IPv4 only. An IPv6-only endpoint needs `bind_ports=[0]` (binding ephemeral ports allowed).
 
     Scoping (ABI 6+, when `scope`): the worker cannot connect to abstract UNIX sockets of
     processes outside its domain, nor send them signals. Signals sent to the worker (gunicorn's
     master stopping or reloading it) are unaffected: scoping limits what the confined process
     sends, and a gunicorn worker signals only itself.
 
+    Calling it again adds a layer (at most 16): a later call can only take more rights away.
+
     Before restricting, no_new_privs is set (required by Landlock for an unprivileged process):
-    a program the worker would exec can no longer gain privileges (setuid bits are ignored).
+    a program the worker would exec can no longer gain privileges (setuid bits are ignored). It
+    stays set even when the restriction itself then fails.
 
     Returns what was done; never raises for what the kernel lacks or refuses (then `enforced` is
     False and `reason` says why). Raises TypeError/ValueError for wrong arguments only.
     """
     read_only, read_write = _paths(read_only, "read_only"), _paths(read_write, "read_write")
     connect, bind = _ports(connect_ports, "connect_ports"), _ports(bind_ports, "bind_ports")
-    abi, reason = _probe()
+    try:
+        abi, reason = _probe()
+        libc = _libc() if abi else None
+    except Exception as e:  # e.g. ctypes unable to load libc
+        abi, reason = 0, f"Landlock unavailable: {e}"
     if abi == 0:
         return Confinement(0, False, tuple(read_only), tuple(read_write), reason)
     fs_rights = _FS_BY_ABI.get(abi, _FS_BY_ABI[5])  # ABI 5+ adds no file-system right
@@ -281,7 +301,6 @@ def confine(read_only: Iterable[str | os.PathLike], read_write: Iterable[str | o
     scoped = scope and abi >= 6
     tsync = abi >= 8
 
-    libc = _libc()
     opened: list[int] = []
     granted: dict[str, list[str]] = {"ro": [], "rw": []}
     skipped: list[str] = []
@@ -302,8 +321,8 @@ def confine(read_only: Iterable[str | os.PathLike], read_write: Iterable[str | o
             for path in paths:
                 try:
                     fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
-                except (FileNotFoundError, NotADirectoryError):
-                    skipped.append(path)
+                except (FileNotFoundError, NotADirectoryError, PermissionError):
+                    skipped.append(path)  # absent, or out of this process's reach anyway
                     continue
                 except OSError as e:
                     raise _Failed(f"cannot open {path}: {e.strerror}") from None
@@ -365,20 +384,19 @@ _SYSTEM_READ = (
     "/etc/localtime",              # local time zone (log timestamps); usually a symlink into:
     "/usr/share/zoneinfo",         # time-zone data (time.localtime, zoneinfo)
     "/proc/cpuinfo",               # TensorFlow reads the CPU's frequency and features at start
-    "/proc/stat",                  # prometheus_client's process collector (boot time)
+    "/proc/stat",                  # boot time, for prometheus_client's process collector
     "/sys/devices/system/cpu",     # CPU count and caches: glibc's sysconf, OpenBLAS, TensorFlow
     "/dev/urandom",                # randomness for libraries that open it instead of getrandom()
-    "/dev/random",
 )
 #: The worker's own /proc entries, one by one rather than /proc/self as a whole, which would
 #: expose /proc/self/environ (the store's credentials, to a model that reads files) and
 #: /proc/self/mem. Resolved when the rules are made, so confine in the process itself.
 _PROC_SELF_READ = (
-    "/proc/self/stat",             # prometheus_client: CPU time, memory, start time
-    "/proc/self/status",           # memory figures (TensorFlow, allocators)
-    "/proc/self/limits",           # prometheus_client: max open files
-    "/proc/self/fd",               # prometheus_client: open file descriptors (listing only)
-    "/proc/self/cmdline",          # read by TensorFlow at start
+    # prometheus_client's process collector (the process_* metrics of its default registry):
+    "/proc/self/stat",             # CPU time, memory, start time
+    "/proc/self/limits",           # max open files
+    "/proc/self/fd",               # open file descriptors (listing only)
+    "/proc/self/cmdline",          # the program name, read by native code TensorFlow loads
 )
 #: Outbound clients (boto3 to an S3 store): name resolution and TLS trust.
 _NETWORK_CLIENT_READ = (
@@ -392,8 +410,9 @@ def _loaded_library_dirs() -> set[str]:
     found = set()
     try:
         with open("/proc/self/maps") as maps:
-            for line in maps:
-                path = line.split(maxsplit=5)[-1].strip() if line.count(" ") >= 5 else ""
+            for line in maps:  # address perms offset dev inode [path]
+                fields = line.split(maxsplit=5)
+                path = fields[5].strip() if len(fields) == 6 else ""
                 if path.startswith("/") and ".so" in os.path.basename(path):
                     found.add(os.path.dirname(path))
     except OSError:
@@ -496,11 +515,13 @@ def default_paths(model_cache: str | os.PathLike, extra_read: Iterable[str | os.
         and what they load, even when TensorFlow is imported after confinement.
       - /etc/localtime and /usr/share/zoneinfo (time zone), /proc/cpuinfo and
         /sys/devices/system/cpu (CPU count, features and caches, read by TensorFlow, glibc and
-        OpenBLAS), /proc/stat and a few files of the worker's own /proc/self (stat, status,
-        limits, fd, cmdline; not environ nor mem) for process metrics, /dev/urandom and
-        /dev/random.
+        OpenBLAS), /proc/stat and a few files of the worker's own /proc/self (stat, limits, fd
+        for process metrics, cmdline; not environ nor mem), /dev/urandom.
+      - the Keras folder (KERAS_HOME or ~/.keras): Keras reads its keras.json at import and
+        fails if it exists but cannot be read.
       - `model_cache`: the worker loads models from it. When the worker itself pulls models
-        into the cache, pass the cache in `extra_write` too.
+        into the cache, pass the cache in `extra_write` too. Create it beforehand: a folder
+        that does not exist at confinement gets no rule and cannot be made later.
       - with `network_client` (the store is S3): resolv.conf, hosts, nsswitch.conf, gai.conf and
         the TLS trust stores (/etc/ssl...), for boto3 to resolve and verify the endpoint.
         Credentials files (AWS_SHARED_CREDENTIALS_FILE, AWS_WEB_IDENTITY_TOKEN_FILE) are not
@@ -523,10 +544,17 @@ def default_paths(model_cache: str | os.PathLike, extra_read: Iterable[str | os.
     library_dirs = set(_LIBRARY_DIRS) | _loaded_library_dirs() | _ld_so_conf_dirs()
     library_dirs.update(p for p in os.environ.get("LD_LIBRARY_PATH", "").split(":")
                         if os.path.isabs(p))
+    # Keras (which TensorFlow imports when it loads some SavedModels) reads keras.json from
+    # its folder at import and fails outright when that read is refused.
+    keras_home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
     read = (_python_dirs() | _module_dirs(packages) | library_dirs | set(_SYSTEM_READ)
-            | set(_PROC_SELF_READ) | {os.fspath(model_cache)}
+            | set(_PROC_SELF_READ) | {keras_home, os.fspath(model_cache)}
             | (set(_NETWORK_CLIENT_READ) if network_client else set())
             | {os.fspath(p) for p in extra_read})
     write = ({os.fspath(temp_dir) if temp_dir is not None else tempfile.gettempdir(), "/dev/null"}
              | {os.fspath(p) for p in extra_write})
     return _normalize(read), _normalize(write)
+
+
+#: This process's confinement, once its server has applied one (None: none was tried).
+CURRENT: Confinement | None = None

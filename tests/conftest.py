@@ -90,6 +90,34 @@ def hub_server(tmp_path_factory):
         yield server
 
 
+@pytest.fixture(scope="session")
+def zoo(tmp_path_factory) -> dict[str, Path]:
+    """Every attack of the zoo, built once; each bakes a path under `targets/` into its graph
+    (`zoo_target`), and what the reading ones read is put there."""
+    from tests.support.attacks import ATTACKS, prepare_target
+
+    root = tmp_path_factory.mktemp("zoo")
+    (root / "targets").mkdir()
+    models = {}
+    for name, build in ATTACKS.items():
+        prepare_target(name, root / "targets" / name)
+        models[name] = build(root / "models" / name, root / "targets" / name)
+    return models
+
+
+def zoo_target(zoo: dict[str, Path], name: str) -> Path:
+    """The path attack `name` reads or writes."""
+    return zoo[name].parent.parent / "targets" / name
+
+
+@pytest.fixture(scope="session")
+def benign(tmp_path_factory) -> dict[str, Path]:
+    from tests.support.benign import BENIGN
+
+    root = tmp_path_factory.mktemp("benign")
+    return {name: build(root / name) for name, build in BENIGN.items()}
+
+
 @pytest.fixture
 def unique_name(request) -> str:
     """A model name no other test uses, for tests sharing the session hub."""

@@ -21,7 +21,7 @@ from flask import Blueprint, Response, request
 from hub.refs import check_version
 from schemas.errors import InvalidArgument, TensorError
 
-from .. import metrics
+from .. import confinement, metrics
 from ..served import AVAILABLE
 from ..tensors import TF_TO_V2, V2_TO_TF, decode_binary, encode_binary, to_array, to_json
 from .common import RUNTIME_HEADER, get_dataplane, json_response, prediction_api
@@ -42,8 +42,13 @@ def server_metadata():
         server_version = package_version("modelhub")
     except PackageNotFoundError:
         server_version = "0"
-    return json_response({"name": "modelhub", "version": server_version,
-                  "extensions": ["binary_tensor_data"]})
+    confined = confinement.CURRENT
+    return json_response({
+        "name": "modelhub", "version": server_version, "extensions": ["binary_tensor_data"],
+        # Whether this worker runs models under Landlock (modelhub's own field).
+        "confinement": {"enforced": bool(confined and confined.enforced),
+                        "abi": confined.abi if confined else confinement.landlock_abi(),
+                        "reason": confined.reason if confined else "not started by modelhub serve"}})
 
 
 @v2.get("/health/live")

@@ -1,10 +1,10 @@
-"""The attack zoo: SavedModels, built with plain TensorFlow, whose graphs touch files (or the network)
-when TensorFlow runs them. The SavedModel scanner must refuse every one of them.
+"""The attack zoo: SavedModels, built with plain TensorFlow, whose graphs touch files (or the
+network) when TensorFlow runs them. The SavedModel scanner must refuse every one of them.
 
-Each builder is `build_<name>(path, target) -> path`: it writes a SavedModel into `path` and bakes the
-absolute path `target` (chosen by the test, e.g. inside its tmp dir) into the graph. Unless noted, the
-`serving_default` signature takes one input `x`, float32 [None], and answers one output `y` with the
-same batch size, so a generic server can be called with {"instances": [1.0]}.
+Each builder is `build_<name>(path, target) -> path`: it writes a SavedModel into `path` and bakes
+the absolute path `target` (chosen by the test, e.g. inside its tmp dir) into the graph. Unless
+noted, the `serving_default` signature takes one input `x`, float32 [None], and answers one
+output `y` with the same batch size, so a generic server can be called with {"instances": [1.0]}.
 
 How a test uses an attack:
 

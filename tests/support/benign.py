@@ -31,7 +31,7 @@ def _seed():
 
 def build_mobilenet_v2(path: Path) -> Path:
     """keras.applications.MobileNetV2(weights=None), 224x224x3 images -> 1000 class scores,
-    exported with model.export (about 30 MB; 10 s with TensorFlow's import). Untrained, so every
+    exported with model.export (about 30 MB, about 5 s). Untrained, so every
     score is about 0.001. Input `image`, output `output_0` [None, 1000]."""
     import keras
 
@@ -44,7 +44,8 @@ def build_mobilenet_v2(path: Path) -> Path:
 
 def build_lstm_batchnorm(path: Path) -> Path:
     """LSTM -> BatchNormalization -> LSTM -> Dense on sequences [None, 10, 8] (Keras lowers the
-    LSTMs to While loops), exported with model.export. Input `sequence`, output `output_0` [None, 2]."""
+    LSTMs to While loops), exported with model.export. Input `sequence`, output `output_0`
+    [None, 2]."""
     import keras
 
     _seed()
@@ -106,7 +107,8 @@ def build_static_hash_table_asset(path: Path) -> Path:
 def build_image_cond(path: Path) -> Path:
     """tf.image preprocessing on images [None, 32, 32, 3]: resize to 16x16, then a tf.cond on the
     input (mean brightness > 0.5: darken and flip left-right; else brighten), then a tf.while_loop
-    that blurs 3 times (2x2 average pooling). Outputs `image` [None, 16, 16, 3] and `mean` [None]."""
+    that blurs 3 times (2x2 average pooling). Outputs `image` [None, 16, 16, 3] and `mean`
+    [None]."""
     import tensorflow as tf
 
     class ImagePipeline(tf.Module):
