@@ -18,7 +18,7 @@ ARG PYTHON_VERSION=3.11
 
 # --- builder: a virtual environment with modelhub and TensorFlow ------------------------------
 FROM python:${PYTHON_VERSION}-slim AS builder
-# cpu: tensorflow-cpu · gpu: tensorflow[and-cuda] · tpu: tensorflow-tpu with libtpu
+# cpu: tensorflow (its CPU kernels) · gpu: tensorflow[and-cuda] · tpu: tensorflow-tpu with libtpu
 ARG VARIANT=cpu
 # where tensorflow-tpu finds its libtpu wheel
 ARG LIBTPU_INDEX=https://storage.googleapis.com/libtpu-tf-releases/index.html
@@ -34,18 +34,23 @@ WORKDIR /src
 # that editing the code does not download TensorFlow again.
 COPY pyproject.toml README.md ./
 RUN set -eu; \
-    for package in hub serving storage schemas; do \
+    for package in modelhub hub serving storage schemas; do \
         mkdir -p "$package" && touch "$package/__init__.py"; \
     done; \
     case "$VARIANT" in \
-        cpu|gpu) pip install ".[$VARIANT]" ;; \
-        tpu) pip install . "tensorflow-tpu>=2.16,<2.22" --find-links "$LIBTPU_INDEX" ;; \
+        cpu) pip install . ;; \
+        gpu) pip install ".[gpu]" ;; \
+        tpu) pip install . \
+             && pip install --force-reinstall --no-deps "tensorflow-tpu>=2.21,<2.22" \
+                    --find-links "$LIBTPU_INDEX" \
+             && pip install "tensorflow-tpu>=2.21,<2.22" --find-links "$LIBTPU_INDEX" ;; \
         *) echo "VARIANT must be cpu, gpu or tpu, not '$VARIANT'" >&2; exit 1 ;; \
     esac; \
     pip uninstall --yes modelhub; \
-    rm -rf hub serving storage schemas build *.egg-info
+    rm -rf modelhub hub serving storage schemas build *.egg-info
 
 # Then modelhub itself (a regular, non-editable install: the source stays behind in this stage).
+COPY modelhub ./modelhub
 COPY hub ./hub
 COPY serving ./serving
 COPY storage ./storage
@@ -82,10 +87,11 @@ ENV PATH=/opt/modelhub/bin:$PATH \
 
 USER 10001:10001
 WORKDIR /home/modelhub
-EXPOSE 8080
+# 8080: REST (hub API, TF Serving /v1, KServe /v2, metrics) · 8500: gRPC (TF Serving, KServe V2)
+EXPOSE 8080 8500
 
-# `modelhub serve` replaces itself with gunicorn (exec), so gunicorn is PID 1 and gets SIGTERM
-# directly: in-flight requests get --graceful-timeout seconds (30 by default) to finish.
+# gunicorn (in the `modelhub serve` process) is PID 1 and gets SIGTERM directly: in-flight
+# requests, REST and gRPC, get --graceful-timeout seconds (30 by default) to finish.
 # Arguments after the image name (Kubernetes `args`) replace CMD: e.g. `--role serving`.
 ENTRYPOINT ["modelhub", "serve", "--host", "0.0.0.0"]
 CMD ["--port", "8080"]

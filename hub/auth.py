@@ -191,6 +191,16 @@ class TokenStore:
         with self._lock:
             self._cache.pop(token_id, None)
 
+    def cached(self, token: str) -> bool:
+        """Whether `identify(token)` would answer from memory (no store read): async callers
+        ask this before calling it on their event loop."""
+        match = TOKEN_PATTERN.fullmatch(token)
+        if not match:
+            return True  # refused without a lookup
+        with self._lock:
+            cached = self._cache.get(match.group(1))
+        return bool(cached) and time.monotonic() - cached[0] < self.cache_seconds
+
     def identify(self, token: str) -> Identity | None:
         """Who the token speaks for, or None if the hub does not know it (or its record does
         not verify)."""
@@ -268,6 +278,16 @@ class Access:
         if token or not (needed == "read" and self.anonymous_read):
             return self.tokens.authorize(token, needed)
         return None
+
+    async def require_async(self, token: str | None, needed: str) -> Identity | None:
+        """`require` for an event loop: a token not in memory is looked up on a thread, so a
+        store read (an S3 request) never blocks the loop."""
+        if token and not self.tokens.cached(token):
+            import asyncio
+
+            return await asyncio.get_running_loop().run_in_executor(
+                None, self.require, token, needed)
+        return self.require(token, needed)
 
 
 # --- allowances ---------------------------------------------------------------------------------

@@ -6,12 +6,20 @@ Every user error exits non-zero with one line on stderr, never a traceback.
 """
 from __future__ import annotations
 
+import os
+
 import click
 
 import hub.cli
 from schemas.errors import InvalidArgument, ModelhubError
 from schemas.serving import QUANTIZE_MODES, RUNTIMES
 from schemas.settings import ROLES, Settings, describe, load_settings, option_name
+
+
+# TensorFlow's native log (oneDNN notices, CUDA probing on machines without a GPU) reads like
+# failures to newcomers; its errors reach users as exceptions anyway. TF_CPP_MIN_LOG_LEVEL=0
+# brings it back.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
 class _Group(click.Group):
@@ -51,6 +59,7 @@ for command in hub.cli.COMMANDS:
 @cli.command()
 @setting("host")
 @setting("port", type=int)
+@setting("grpc_port", type=int)
 @setting("role", type=click.Choice(ROLES))
 @setting("models", metavar="NAME,...")
 @click.option("--all", "all_models", is_flag=True,
@@ -71,19 +80,34 @@ for command in hub.cli.COMMANDS:
 @setting("threads", type=int)
 @setting("timeout", type=int)
 @setting("graceful_timeout", type=int)
+@setting("max_connections", type=int)
+@setting("keep_alive", type=float)
+@setting("header_timeout", type=float)
+@setting("body_timeout", type=float)
+@setting("max_header_bytes", type=int)
+@setting("max_headers", type=int)
+@setting("access_log", "--access-log/--no-access-log")
 @setting("confine", "--confine/--no-confine")
 @click.pass_context
 def serve(ctx: click.Context, all_models: bool, **options) -> None:
-    """Run the hub API and/or the prediction APIs on the store under gunicorn."""
+    """Run the hub API and/or the prediction APIs (REST and gRPC) on the store."""
     if sum(map(bool, (options["models"], all_models, options["model_config"]))) > 1:
         raise InvalidArgument("give one of --models, --all and --model-config")
     settings: Settings = ctx.obj.replace(**{k: v for k, v in options.items() if v is not None})
     from hub.registry import Registry
 
-    from . import server
+    from .rundir import RunDir
 
-    Registry.open(settings.store)  # a bad store fails here, with a one-line message
-    server.run(settings)
+    # Before anything imports prometheus_client: the workers count into files of this folder.
+    run_dir = RunDir.create(settings.worker_processes)
+    try:
+        from . import server
+
+        Registry.open(settings.store)  # a bad store fails here, with a one-line message
+    except BaseException:
+        run_dir.remove()
+        raise
+    server.run(settings, run_dir)
 
 
 def main() -> None:

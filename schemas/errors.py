@@ -254,11 +254,40 @@ class Overloaded(ModelhubError):
     status = 503
 
 
+class DeadlineExceeded(ModelhubError):
+    """The caller's deadline passed before the model could run its request."""
+
+    code = "deadline_exceeded"
+    status = 504
+
+
 class DeviceUnavailable(ModelhubError):
     """The device a model should run on (a GPU, a TPU) is not on this machine."""
 
     code = "device_unavailable"
     status = 503
+
+
+#: gRPC's status codes (which TensorFlow's errors use) and the HTTP status each maps to, as
+#: TensorFlow Serving's REST API answers them (google.rpc's table).
+GRPC_HTTP_STATUS = {
+    "CANCELLED": 499, "UNKNOWN": 500, "INVALID_ARGUMENT": 400, "DEADLINE_EXCEEDED": 504,
+    "NOT_FOUND": 404, "ALREADY_EXISTS": 409, "PERMISSION_DENIED": 403, "RESOURCE_EXHAUSTED": 429,
+    "FAILED_PRECONDITION": 400, "ABORTED": 409, "OUT_OF_RANGE": 400, "UNIMPLEMENTED": 501,
+    "INTERNAL": 500, "UNAVAILABLE": 503, "DATA_LOSS": 500, "UNAUTHENTICATED": 401,
+}
+
+
+class ModelRuntimeError(ModelhubError):
+    """TensorFlow (or LiteRT) failed while running a model, with a status code of its own (a
+    dataset op failing, NotFound, FailedPrecondition, ...): answered with that code's status."""
+
+    code = "model_error"
+
+    def __init__(self, message: str, grpc_code: str = "UNKNOWN"):
+        super().__init__(message)
+        self.grpc_code = grpc_code
+        self.status = GRPC_HTTP_STATUS.get(grpc_code, 500)
 
 
 class TensorError(InvalidArgument):

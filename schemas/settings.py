@@ -77,11 +77,34 @@ class SettingsSchema(BatchingKnobs):
                     "Port to listen on.")
     role = _setting(fields.Str(load_default="all", validate=validate.OneOf(ROLES)),
                     "Registry API (hub), prediction APIs (serving), or both (all).")
+    grpc_port = _setting(fields.Int(load_default=8500, validate=validate.Range(min=0, max=65535)),
+                         "Port of the gRPC APIs (TF Serving's and KServe V2's), with the roles "
+                         "that serve; 0 turns gRPC off.")
     workers = _setting(fields.Int(load_default=None, allow_none=True,
                                   validate=validate.Range(min=1)),
-                       "Worker processes [default: 1 with serving, 2-4 for --role hub].")
+                       "Worker processes, each with its own socket [default: one per CPU core "
+                       "with serving (each holds its models: use 1 for big models), 2-4 for "
+                       "--role hub].")
     threads = _setting(fields.Int(load_default=16, validate=validate.Range(min=1)),
-                       "Threads per worker.")
+                       "Threads per worker for the hub API and the rest of the control plane "
+                       "(predictions run on the event loop and the batchers' threads).")
+    max_connections = _setting(fields.Int(load_default=2048, validate=validate.Range(min=1)),
+                               "Open HTTP connections per worker (idle keep-alives included); "
+                               "more are answered 503.")
+    keep_alive = _setting(fields.Float(load_default=75.0, validate=validate.Range(min=0)),
+                          "Seconds an idle keep-alive connection stays open.")
+    header_timeout = _setting(fields.Float(load_default=10.0, validate=validate.Range(min=0.1)),
+                              "Seconds a client has to send a request's headers (from its "
+                              "first byte, or from connecting).")
+    body_timeout = _setting(fields.Float(load_default=30.0, validate=validate.Range(min=0.1)),
+                            "Seconds a request body may go without 1 KiB arriving.")
+    max_header_bytes = _setting(fields.Int(load_default=65536, validate=validate.Range(min=1024)),
+                                "Largest request line plus headers (publish metadata travels "
+                                "in a header); more is answered 431.")
+    max_headers = _setting(fields.Int(load_default=100, validate=validate.Range(min=1)),
+                           "Most header fields in a request; more is answered 431.")
+    access_log = _setting(fields.Bool(load_default=False),
+                          "Log every request (written from a queue, off the request path).")
     timeout = _setting(fields.Int(load_default=120, validate=validate.Range(min=1)),
                        "Seconds a worker may stay silent before it is restarted.")
     graceful_timeout = _setting(fields.Int(load_default=30, validate=validate.Range(min=0)),
@@ -175,8 +198,16 @@ class Settings:
     host: str
     port: int
     role: str
+    grpc_port: int
     workers: int | None
     threads: int
+    max_connections: int
+    keep_alive: float
+    header_timeout: float
+    body_timeout: float
+    max_header_bytes: int
+    max_headers: int
+    access_log: bool
     timeout: int
     graceful_timeout: int
     confine: bool
@@ -207,6 +238,17 @@ class Settings:
             max_enqueued_batches=self.max_enqueued_batches,
             num_batch_threads=self.num_batch_threads,
             allowed_batch_sizes=tuple(self.allowed_batch_sizes))
+
+    @property
+    def worker_processes(self) -> int:
+        """`workers`, or its default for the role."""
+        if self.workers:
+            return self.workers
+        if self.role == "hub":
+            return max(2, min(4, os.cpu_count() or 1))  # transfers are I/O bound
+        # One event loop per core: a worker is one Python interpreter, whose lock is the
+        # limit. Each worker holds its own copy of every model (use --workers 1 for big ones).
+        return os.cpu_count() or 1
 
     @property
     def serves(self) -> bool:

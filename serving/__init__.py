@@ -1,25 +1,57 @@
 """Serving predictions: the lifecycle of loaded versions (`manager`, `served`), what runs them
 (`runtimes`, on `devices`), dynamic batching (`batching`), the protocol-free `dataplane`, and the
 protocol fronts that hold only their wire format (`rest`: TF Serving's `/v1` and the Open
-Inference Protocol's `/v2`), with Prometheus `metrics`."""
+Inference Protocol's `/v2` over HTTP; `grpc`: both over gRPC), with Prometheus `metrics`."""
 from __future__ import annotations
 
-from flask import Flask
+from dataclasses import dataclass
 
-from hub.auth import Access
+from flask import Blueprint, Flask, Response, request
+
+from hub.auth import Access, bearer_token
 from hub.registry import Registry
 from schemas.settings import Settings
 
-from . import metrics, rest
 from .dataplane import DataPlane
 from .manager import ModelManager
+from .metrics import ServingMetrics
+from .rest import PredictionFront
+
+#: TF Serving's path for Prometheus metrics.
+METRICS_PATH = "/monitoring/prometheus/metrics"
 
 
-def init_app(app: Flask, registry: Registry, access: Access, settings: Settings) -> ModelManager:
-    """Mount the prediction APIs and metrics on `app`, and start loading models in the
-    background (readiness says when they are loaded)."""
-    manager = ModelManager.from_settings(registry, settings)
-    rest.init_app(app, DataPlane(manager), access)
-    metrics.init_app(app, manager)
-    manager.start_in_background()
-    return manager
+@dataclass(frozen=True)
+class Serving:
+    """The serving side of one process: its models, the data plane every protocol calls, and
+    the metrics."""
+
+    manager: ModelManager
+    dataplane: DataPlane
+    metrics: ServingMetrics
+    access: Access
+    settings: Settings
+
+    def rest_front(self) -> PredictionFront:
+        return PredictionFront(self.dataplane, self.access, self.settings.max_content_length)
+
+
+def build(registry: Registry, access: Access, settings: Settings) -> Serving:
+    """The serving side, its models not loaded yet (`manager.start_in_background()`)."""
+    metrics = ServingMetrics()
+    manager = ModelManager.from_settings(registry, settings, metrics)
+    return Serving(manager, DataPlane(manager, metrics), metrics, access, settings)
+
+
+def init_app(app: Flask, serving: Serving) -> None:
+    """Mount the metrics on the control plane (Flask): a scrape needs read access, like the
+    model names and traffic it shows."""
+    blueprint = Blueprint("metrics", __name__)
+
+    @blueprint.get(METRICS_PATH)
+    def prometheus_metrics():
+        serving.access.require(bearer_token(request.headers.get("Authorization")), "read")
+        body, content_type = serving.metrics.exposition()
+        return Response(body, content_type=content_type)
+
+    app.register_blueprint(blueprint)

@@ -5,29 +5,33 @@ TensorFlow runs 32 rows almost as fast as one, so under load a merged call serve
 rows. The knobs are TensorFlow Serving's (`max_batch_size`, `batch_timeout_micros`,
 `max_enqueued_batches`, `num_batch_threads`, `allowed_batch_sizes`).
 
-There is no scheduler thread. A request that finds fewer than `num_batch_threads` batches
-running runs one itself (the *leader*), taking along whatever compatible requests are queued;
-the others wait. When a leader finishes, it hands the lead to the oldest waiting request. So a
-lone request runs at once on its own thread (no hand-off, no added latency), and under load
-requests pile up while the model is busy and go in the next call. With `batch_timeout_micros`
-set, a leader also waits up to that long for its batch to fill, as TF Serving does.
+The batcher lives on the server's event loop: a request is a task in an in-process queue and a
+future to await, never a thread. Up to `num_batch_threads` batches are in flight at once, each a
+coroutine that takes the oldest queued request and the compatible ones behind it, runs them as
+one call on a small thread pool (the model call is the only work off the loop), hands each
+request its rows, and goes on while the queue holds work. So a lone request runs at once, with no
+waiting, and under load requests pile up while the model is busy and go in the next call. With
+`batch_timeout_micros` set, a batch also waits up to that long to fill, as TF Serving does;
+meanwhile a request of another kind starts its own batch if a slot is free.
 
 A request whose rows do not merge with the others (another inner shape or dtype) waits for a
-batch of its own kind; one with more rows than `max_batch_size` runs alone. If a merged call
-fails, each request in it is run again on its own, so a bad request fails alone and never takes
-its batch down with it. A full queue is refused at once with `Overloaded` (503).
+batch of its own kind; one with more rows than `max_batch_size`, or with none, runs alone. If a
+merged call fails, each request in it runs again by itself, all in parallel, so a bad request
+fails alone and never takes its batch down with it. A full queue is refused at once with
+`Overloaded` (503), and a request whose deadline passes while it is queued is dropped, not run.
 """
 from __future__ import annotations
 
+import asyncio
 import collections
-import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 
-from schemas.errors import InvalidArgument, Overloaded
+from schemas.errors import DeadlineExceeded, InvalidArgument, Overloaded
 from schemas.serving import BatchingOptions
 
 Arrays = dict[str, np.ndarray]
@@ -46,11 +50,13 @@ class _Task:
     arrays: Arrays
     rows: int
     key: tuple
-    done: threading.Event = field(default_factory=threading.Event)
-    lead: bool = False
-    alone: bool = False  # its merged call failed: run it again by itself, on its own thread
-    outputs: Arrays | None = None
-    error: BaseException | None = None
+    future: asyncio.Future
+    #: time.monotonic() after which the request is no longer wanted (None: no deadline)
+    deadline: float | None = None
+
+    @property
+    def abandoned(self) -> bool:
+        return self.future.done()  # cancelled by its caller, or already answered
 
 
 @dataclass
@@ -59,131 +65,182 @@ class BatchStats:
     rows: int = 0
     padding: int = 0
     refused: int = 0
+    expired: int = 0
+
+
+@dataclass(eq=False)
+class _Filling:
+    """A batch waiting (batch_timeout_micros) for more requests of its kind."""
+
+    tasks: list[_Task]
+    rows: int
+    full: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class Batcher:
     """Merges concurrent calls of one signature. `run` takes named arrays (rows along dimension
-    0) and returns named arrays with as many rows."""
+    0) and returns named arrays with as many rows; it runs on the batcher's thread pool."""
 
-    def __init__(self, run: Callable[[Arrays], Arrays], options: BatchingOptions):
+    def __init__(self, run: Callable[[Arrays], Arrays], options: BatchingOptions,
+                 on_batch: Callable[[int, int], None] | None = None):
+        """`on_batch(rows, padding)` hears every merged call (for metrics)."""
         self._run = run
         self.options = options
         self.stats = BatchStats()
+        self._on_batch = on_batch
         self._queue: collections.deque[_Task] = collections.deque()
         self._queued_rows = 0
-        self._running = 0
-        self._filling = 0  # leaders waiting (batch_timeout_micros) for their batch to fill
-        self._lock = threading.Condition()
+        self._in_flight = 0
+        self._filling: dict[tuple, _Filling] = {}
         self._capacity = options.max_enqueued_batches * options.max_batch_size
+        self._pool = ThreadPoolExecutor(options.num_batch_threads, thread_name_prefix="batch")
+        # Reruns after a failed merged call go in parallel, each on a thread of its own.
+        self._rerun_pool = ThreadPoolExecutor(options.max_batch_size, thread_name_prefix="rerun")
 
-    def __call__(self, arrays: Arrays) -> Arrays:
+    def close(self) -> None:
+        self._pool.shutdown(wait=False)
+        self._rerun_pool.shutdown(wait=False)
+
+    async def __call__(self, arrays: Arrays, deadline: float | None = None) -> Arrays:
+        loop = asyncio.get_running_loop()
         rows = _rows(arrays)
         if not rows:  # no rows, or inputs that disagree on dimension 0 (TF will say why)
-            return self._run(arrays)
-        task = _Task(arrays, rows, _key(arrays))
-        with self._lock:
-            if self._queue and self._queued_rows + rows > self._capacity:
-                self.stats.refused += 1
-                raise Overloaded(f"the batch queue is full ({self._queued_rows} rows waiting); "
-                                 "retry shortly")
-            self._queue.append(task)
-            self._queued_rows += rows
-            if self._filling:
-                self._lock.notify_all()  # join the batch a leader is waiting to fill
-            elif self._running < self.options.num_batch_threads:
-                self._running += 1
-                task.lead = True
-        if not task.lead:
-            task.done.wait()
-        if task.lead:
-            self._lead(task)
-        elif task.alone:
-            self._run_alone(task)
-        if task.error is not None:
-            raise task.error
-        return task.outputs
+            return await loop.run_in_executor(self._pool, self._run, arrays)
+        task = _Task(arrays, rows, _key(arrays), loop.create_future(), deadline)
+        filling = self._filling.get(task.key)
+        if filling is not None and filling.rows + rows <= self.options.max_batch_size:
+            filling.tasks.append(task)  # join the batch that waits to fill
+            filling.rows += rows
+            if filling.rows >= self.options.max_batch_size:
+                filling.full.set()
+            return await task.future
+        if self._queue and self._queued_rows + rows > self._capacity:
+            self.stats.refused += 1
+            raise Overloaded(f"the batch queue is full ({self._queued_rows} rows waiting); "
+                             "retry shortly")
+        self._queue.append(task)
+        self._queued_rows += rows
+        if self._in_flight < self.options.num_batch_threads:
+            self._in_flight += 1
+            loop.create_task(self._serve_queue())
+        return await task.future
 
-    def _lead(self, own: _Task) -> None:
-        """Run one batch that includes `own`, then pass the lead on."""
-        batch = [own]
+    async def _serve_queue(self) -> None:
+        """One batch slot: batches from the queue, one after another, while it holds work."""
         try:
-            batch = self._take(own)
-            self._run_batch(batch)
-        except BaseException as e:  # e.g. KeyboardInterrupt: no batch mate may wait forever
-            for task in batch:
-                if task is not own and not task.done.is_set():
-                    task.error = e
-                    task.done.set()
-            raise
-        finally:
-            with self._lock:
-                waiting = next((t for t in self._queue if not t.lead), None)
-                if waiting is not None:
-                    waiting.lead = True  # keeps this thread's slot
-                    waiting.done.set()
-                else:
-                    self._running -= 1
-
-    def _take(self, own: _Task) -> list[_Task]:
-        """`own` and the oldest queued tasks that stack with it, up to max_batch_size rows,
-        waiting up to batch_timeout_micros for the batch to fill."""
-        limit = self.options.max_batch_size
-        deadline = time.monotonic() + self.options.batch_timeout_micros / 1e6
-        batch, rows = [own], own.rows
-        with self._lock:
-            self._remove(own)
             while True:
-                for task in list(self._queue):
-                    if task.lead or task.key != own.key or rows + task.rows > limit:
-                        continue
-                    batch.append(task)
-                    rows += task.rows
-                    self._remove(task)
-                remaining = deadline - time.monotonic()
-                if rows >= limit or remaining <= 0:
-                    return batch
-                self._filling += 1
-                try:
-                    self._lock.wait(remaining)
-                finally:
-                    self._filling -= 1
+                batch = self._take()
+                if not batch:
+                    return
+                if self.options.batch_timeout_micros and sum(t.rows for t in batch) < \
+                        self.options.max_batch_size:
+                    batch = await self._fill(batch)
+                await self._run_batch(batch)
+        finally:
+            self._in_flight -= 1
+            if self._queue and self._in_flight < self.options.num_batch_threads:
+                self._in_flight += 1
+                asyncio.get_running_loop().create_task(self._serve_queue())
 
-    def _remove(self, task: _Task) -> None:
-        self._queue.remove(task)
-        self._queued_rows -= task.rows
+    def _take(self) -> list[_Task]:
+        """The oldest live queued task and the queued tasks that stack with it, up to
+        max_batch_size rows; expired and abandoned tasks are dropped on the way."""
+        limit = self.options.max_batch_size
+        batch, rows, kept = [], 0, collections.deque()
+        now = time.monotonic()
+        while self._queue:
+            task = self._queue.popleft()
+            self._queued_rows -= task.rows
+            if task.abandoned:
+                continue
+            if task.deadline is not None and task.deadline <= now:
+                self.stats.expired += 1
+                task.future.set_exception(DeadlineExceeded(
+                    "the request's deadline passed while it waited for the model"))
+                continue
+            if not batch or (task.key == batch[0].key and rows + task.rows <= limit
+                             and rows < limit):
+                batch.append(task)
+                rows += task.rows
+            else:
+                kept.append(task)
+        for task in reversed(kept):  # the others keep their places
+            self._queue.appendleft(task)
+            self._queued_rows += task.rows
+        return batch
 
-    def _run_batch(self, batch: list[_Task]) -> None:
+    async def _fill(self, batch: list[_Task]) -> list[_Task]:
+        filling = _Filling(batch, sum(t.rows for t in batch))
+        self._filling[batch[0].key] = filling
+        try:
+            await asyncio.wait_for(filling.full.wait(), self.options.batch_timeout_micros / 1e6)
+        except asyncio.TimeoutError:
+            pass
+        finally:
+            if self._filling.get(batch[0].key) is filling:
+                del self._filling[batch[0].key]
+        return filling.tasks
+
+    async def _run_batch(self, batch: list[_Task]) -> None:
+        batch = [t for t in batch if not t.abandoned]
+        if not batch:
+            return
         rows = sum(t.rows for t in batch)
         size = self.options.padded_size(rows)
-        with self._lock:
-            self.stats.batches += 1
-            self.stats.rows += rows
-            self.stats.padding += size - rows
+        self.stats.batches += 1
+        self.stats.rows += rows
+        self.stats.padding += size - rows
+        if self._on_batch:
+            self._on_batch(rows, size - rows)
+        loop = asyncio.get_running_loop()
         if len(batch) == 1 and size == rows:
-            self._run_alone(batch[0])  # nothing to merge: no copies
+            await self._run_alone(batch[0], self._pool)  # nothing to merge: no copies
             return
+        arrays = [t.arrays for t in batch]
         try:
-            outputs = self._run(_stack([t.arrays for t in batch], size - rows))
-            _check_rows(outputs, size)
+            outputs = await loop.run_in_executor(self._pool, self._run_merged, arrays, size - rows,
+                                                 size)
         except Exception:
-            # One bad request must not fail the others: each runs again by itself, on its own
-            # thread, so they go in parallel and only the bad one fails.
-            for task in batch[1:]:
-                task.alone = True
-                task.done.set()
-            self._run_alone(batch[0])
+            # One bad request must not fail the others: each runs again by itself, all in
+            # parallel, so only the bad one fails.
+            await asyncio.gather(*(self._run_alone(t, self._rerun_pool) for t in batch))
+            return
+        except BaseException as e:  # cancelled, or the model raised KeyboardInterrupt & co:
+            interrupted = InvalidArgument(f"the batch was interrupted ({type(e).__name__})")
+            for task in batch:  # nobody may wait forever
+                if not task.future.done():
+                    task.future.set_exception(interrupted)
+            if isinstance(e, asyncio.CancelledError):
+                raise
             return
         start = 0
         for task in batch:
-            task.outputs = {k: v[start:start + task.rows] for k, v in outputs.items()}
+            if not task.future.done():
+                task.future.set_result({k: v[start:start + task.rows] for k, v in outputs.items()})
             start += task.rows
-            task.done.set()
 
-    def _run_alone(self, task: _Task) -> None:
+    def _run_merged(self, arrays: list[Arrays], padding: int, size: int) -> Arrays:
+        outputs = self._run(_stack(arrays, padding))
+        _check_rows(outputs, size)
+        return outputs
+
+    async def _run_alone(self, task: _Task, pool: ThreadPoolExecutor) -> None:
         try:
-            task.outputs = self._run(task.arrays)
-        except Exception as e:  # re-raised on the task's own thread
-            task.error = e
+            outputs = await asyncio.get_running_loop().run_in_executor(pool, self._run,
+                                                                       task.arrays)
+        except Exception as e:
+            if not task.future.done():
+                task.future.set_exception(e)
+            return
+        except BaseException as e:  # the model raised KeyboardInterrupt & co, or cancelled
+            if not task.future.done():
+                task.future.set_exception(InvalidArgument(
+                    f"the model call was interrupted ({type(e).__name__})"))
+            if isinstance(e, asyncio.CancelledError):
+                raise
+            return
+        if not task.future.done():
+            task.future.set_result(outputs)
 
 
 def _rows(arrays: Arrays) -> int | None:

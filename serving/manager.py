@@ -8,11 +8,14 @@ version labels and are followed the same way.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
+import hashlib
 import json
 import logging
 import os
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -41,6 +44,7 @@ from schemas.settings import Settings
 
 from .batching import Batcher, batchable
 from .devices import check_device, resolve_device
+from .metrics import ServingMetrics
 from .runtimes import TensorFlowRuntime, TFLiteRuntime
 from .served import (
     AVAILABLE,
@@ -84,15 +88,35 @@ def _model_configs(settings: Settings) -> list[ModelConfig] | None:
     return [ModelConfig(name) for name in settings.models] or None
 
 
+#: Cached versions no published version has are removed after this long.
+PRUNE_AFTER_SECONDS = 600.0
+
+
+def content_digest(manifest: dict) -> str:
+    """What a version holds, in 16 hex digits: each file's path and sha256, and its folders."""
+    digest = hashlib.sha256()
+    for entry in sorted(manifest["files"], key=lambda e: e["path"]):
+        digest.update(f"{entry['path']}\0{entry['sha256']}\n".encode())
+    for folder in manifest.get("folders", []):
+        digest.update(f"{folder}/\n".encode())
+    return digest.hexdigest()[:16]
+
+
+class NeedsLoad(Exception):
+    """`get(load=False)` found a version that has to load before it can answer."""
+
+
 class ModelManager:
     def __init__(self, registry: Registry, models: list[ModelConfig] | None, cache_dir: str | Path,
                  *, device: str = "auto", poll_seconds: float = 30.0, memory_budget: int = 0,
                  runtime: str = "tensorflow", quantize: str = "dynamic",
                  batching: BatchingOptions | None = None,
-                 genuine_allowance: Callable[[dict], bool] = lambda record: False):
+                 genuine_allowance: Callable[[dict], bool] = lambda record: False,
+                 metrics: ServingMetrics | None = None):
         """`models=None` serves every model in the registry (each with the default policy).
         `genuine_allowance` tells whether an admin's allowance of unsafe ops was signed with the
-        server's secret (see `_check_graph`); by default none is trusted.
+        server's secret (see `_check_graph`); by default none is trusted. `metrics` hears every
+        change of a version's state and every merged call.
         `memory_budget` (bytes, 0 = none) caps the summed size of loaded versions; above it the
         least recently used are unloaded and load again when a request asks for them.
         `device`, `runtime`, `quantize` and `batching` are defaults a model's config overrides."""
@@ -103,6 +127,7 @@ class ModelManager:
         self.runtime, self.quantize = runtime, quantize
         self.batching = batching or BatchingOptions()
         self.genuine_allowance = genuine_allowance
+        self.metrics = metrics
         self.poll_seconds = poll_seconds
         self.memory_budget = memory_budget
         self._load_locks: dict[tuple[str, int], threading.Lock] = {}
@@ -116,7 +141,8 @@ class ModelManager:
         self._thread: threading.Thread | None = None
 
     @classmethod
-    def from_settings(cls, registry: Registry, settings: Settings) -> "ModelManager":
+    def from_settings(cls, registry: Registry, settings: Settings,
+                      metrics: ServingMetrics | None = None) -> "ModelManager":
         """The manager `modelhub serve` runs: models from the serving config file if there is
         one, else from the list of names; none listed: every model in the registry."""
         return cls(registry, _model_configs(settings), os.path.expanduser(settings.serving_cache),
@@ -125,7 +151,8 @@ class ModelManager:
                    runtime=settings.runtime, quantize=settings.tflite_quantize,
                    batching=settings.batching_options,
                    genuine_allowance=functools.partial(allowance_is_genuine,
-                                                       LazySecret(registry.store, settings)))
+                                                       LazySecret(registry.store, settings)),
+                   metrics=metrics)
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -201,10 +228,24 @@ class ModelManager:
             return  # nothing new is servable yet: keep the old versions answering
         for served in retiring:
             self._unload(served)
+        with self._lock:  # versions deleted from the registry leave the table
+            for version in [v for v, sv in current.items()
+                            if sv.state == END and v not in published]:
+                del current[version]
+            keep = {f"{sv.version}-{content_digest(sv.manifest)}" for sv in current.values()
+                    if sv.manifest is not None}
+        keep |= {f"{v}.artifacts" for v in published}
+        if published:
+            self._prune_cache(name, keep)
 
-    def _fetch(self, name: str, version: int) -> Path:
-        """The version's folder in the local cache, pulled (verified) if not there yet."""
-        folder = self.cache_dir / name / str(version)
+    def _fetch(self, manifest: dict) -> Path:
+        """The version's folder in the local cache, pulled (verified) if not there yet.
+
+        Its name carries a digest of the version's content (every file's path and sha256), so a
+        folder is reused only for that exact version: another store, or a store wiped and
+        published again (version numbers start over), gets a folder of its own."""
+        name, version = manifest["name"], manifest["version"]
+        folder = self.cache_dir / name / f"{version}-{content_digest(manifest)}"
         if not folder.exists():
             try:
                 self.registry.pull(f"{name}/{version}", folder)
@@ -214,6 +255,20 @@ class ModelManager:
                 if not folder.exists():
                     raise
         return folder
+
+    def _prune_cache(self, name: str, keep: set[str]) -> None:
+        """Remove the model's cached folders that no published version has (deleted versions,
+        or another store's), once they are older than PRUNE_AFTER_SECONDS: another worker
+        sharing the cache may be a poll behind."""
+        folder = self.cache_dir / name
+        now = time.time()
+        with contextlib.suppress(FileNotFoundError):
+            for entry in folder.iterdir():
+                if entry.name in keep or entry.name.startswith("."):
+                    continue
+                with contextlib.suppress(FileNotFoundError):
+                    if now - entry.stat().st_mtime > PRUNE_AFTER_SECONDS:
+                        shutil.rmtree(entry, ignore_errors=True)
 
     def _fetch_tflite(self, name: str, version: int, quantize: str) -> dict[str, Path]:
         """The version's TFLite artifacts for one quantization mode (one per converted
@@ -227,7 +282,8 @@ class ModelManager:
                 raise InvalidModel(f"{name}/{version} artifact {artifact} needs TensorFlow ops "
                                    f"({', '.join(metadata['select_tf_ops'])}) that LiteRT here "
                                    "cannot run; serve it with --runtime tensorflow")
-            path = self.cache_dir / name / f"{version}.artifacts" / f"{artifact}.tflite"
+            path = (self.cache_dir / name / f"{version}.artifacts" /
+                    f"{artifact}-{record['sha256'][:16]}.tflite")
             if not path.exists():
                 path.parent.mkdir(parents=True, exist_ok=True)
                 self.registry.pull_artifact(f"{name}/{version}", artifact, path)
@@ -242,6 +298,7 @@ class ModelManager:
         served = ServedVersion(name, version, state=LOADING, attempts=attempts + 1)
         with self._lock:
             self._versions[name][version] = served
+        self._changed(served)
         started = time.perf_counter()
         try:
             config = self._config(name)
@@ -254,7 +311,7 @@ class ModelManager:
                 served.runtime = TFLiteRuntime(files)
                 served.device = served.runtime.device
             else:
-                folder = self._fetch(name, version)
+                folder = self._fetch(served.manifest)
                 # Scanned again here, from the files TensorFlow is about to load: a verdict
                 # written in the manifest is not trusted, whoever wrote it.
                 self._check_graph(served.manifest, scan_saved_model(folder))
@@ -265,7 +322,8 @@ class ModelManager:
             signatures = served.manifest["signatures"]
             if batching.enabled:
                 served.batchers = {
-                    sig_name: Batcher(functools.partial(served.runtime.run, sig_name), batching)
+                    sig_name: Batcher(functools.partial(served.runtime.run, sig_name), batching,
+                                      on_batch=self._batch_observer(name, version, sig_name))
                     for sig_name in served.runtime.signature_names()
                     if sig_name in signatures and batchable(signatures[sig_name])}
             warm = time.perf_counter()
@@ -275,20 +333,32 @@ class ModelManager:
             served.warmup_seconds = time.perf_counter() - warm
             served.last_used = time.monotonic()
             served.state = AVAILABLE
+            self._changed(served)
             log.info("%s/%d AVAILABLE on %s (load %.2fs, warmup %.2fs)", name, version,
                      served.device, served.load_seconds, served.warmup_seconds)
             self._enforce_budget(keep=served)
         except UnsafeModel as e:  # never loaded, never retried
             served.state, served.ended, served.error = END, REFUSED, f"refused: {e}"
             served.runtime, served.batchers = None, {}
+            self._changed(served)
             log.error("%s/%d refused: %s", name, version, e)
         except Exception as e:  # the error is the version's state; other models carry on
             served.state, served.ended, served.error = END, FAILED, f"{type(e).__name__}: {e}"
             served.runtime, served.batchers = None, {}
+            self._changed(served)
             served.failed_at = time.monotonic()
             if isinstance(e, ArtifactNotFound):
                 served.attempts = 0  # not a failure of the version: try again on every poll
             log.error("%s/%d failed to load: %s", name, version, served.error)
+
+    def _changed(self, served: ServedVersion) -> None:
+        if self.metrics is not None:
+            self.metrics.version_changed(served)
+
+    def _batch_observer(self, name: str, version: int, signature: str):
+        if self.metrics is None:
+            return None
+        return functools.partial(self.metrics.batch, name, version, signature)
 
     def _check_graph(self, manifest: dict, verdict: Verdict) -> None:
         """Raise UnsafeModel unless the graph is safe, or an admin allowed exactly what it was
@@ -331,8 +401,9 @@ class ModelManager:
         with self._lock:
             # The table gets a new END record; `served` keeps its model for requests that are
             # still running on it, and TensorFlow frees it when the last of them lets go.
-            self._versions[served.name][served.version] = dataclasses.replace(
-                served, state=END, ended=why, runtime=None, batchers={})
+            ended = dataclasses.replace(served, state=END, ended=why, runtime=None, batchers={})
+            self._versions[served.name][served.version] = ended
+        self._changed(ended)
         log.info("%s/%d unloaded%s", served.name, served.version,
                  " (memory budget)" if why == EVICTED else "")
 
@@ -357,26 +428,36 @@ class ModelManager:
         """Load a version the budget evicted, once, while concurrent requests for it wait."""
         with self._lock:
             lock = self._load_locks.setdefault((name, version), threading.Lock())
-        with lock:
-            with self._lock:
-                served = self._versions[name][version]
-            if served.evicted:
-                self._load(name, version)
-            with self._lock:
-                return self._versions[name][version]
+        try:
+            with lock:
+                with self._lock:
+                    served = self._versions[name][version]
+                if served.evicted:
+                    self._load(name, version)
+                with self._lock:
+                    return self._versions[name][version]
+        finally:
+            with self._lock:  # waiters hold the lock object itself: the table need not
+                if self._load_locks.get((name, version)) is lock:
+                    del self._load_locks[(name, version)]
 
     # --- lookups ------------------------------------------------------------------------------
 
     def _model_versions(self, name: str) -> dict[int, ServedVersion]:
+        """A copy of the model's table, taken under the lock: the sync thread adds to it while
+        requests read it."""
         check_name(name)
         with self._lock:
-            versions = self._versions.get(name)
+            versions = dict(self._versions.get(name) or {})
         if not versions:
             raise ModelNotFound(f"Servable not found for request: Latest({name})")
         return versions
 
-    def get(self, name: str, version: int | None = None, label: str | None = None) -> ServedVersion:
-        """The AVAILABLE version a request should use: explicit, by label, or the newest."""
+    def get(self, name: str, version: int | None = None, label: str | None = None, *,
+            load: bool = True) -> ServedVersion:
+        """The AVAILABLE version a request should use: explicit, by label, or the newest. A
+        version the memory budget evicted loads again here, unless `load` is false (then
+        `NeedsLoad` is raised: the caller runs this again where it may block)."""
         versions = self._model_versions(name)
         if label is not None:
             check_alias(label)
@@ -394,6 +475,8 @@ class ModelManager:
             version = max(available or evicted)
         served = versions.get(version)
         if served is not None and served.evicted:
+            if not load:
+                raise NeedsLoad(f"{name}/{version} must load first")
             served = self._load_on_demand(name, version)
         if served is None or served.retired:
             raise VersionNotFound(f"Servable not found for request: Specific({name}, {version})")

@@ -1,109 +1,102 @@
-"""Prometheus metrics at `/monitoring/prometheus/metrics` (TF Serving's path)."""
+"""Prometheus metrics, correct across worker processes.
+
+Every worker counts into prometheus_client's multiprocess files when the server runs several
+(`PROMETHEUS_MULTIPROC_DIR`, set by `modelhub serve` before any worker starts), and a scrape of
+any worker sums them: requests and latency by model, version, signature, API and status; merged
+model calls; errors from inside models by code; and, per version, its state, load and warm-up
+times, and whether serving refused it. Gauges take the largest value among live workers.
+Served at `/monitoring/prometheus/metrics` (TF Serving's path) by the control plane.
+"""
 from __future__ import annotations
 
-import time
+import os
 
-from flask import Blueprint, Flask, Response, current_app, g
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client import generate_latest
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
 
-from .served import STATES
-
-metrics = Blueprint("metrics", __name__)
-#: Where the metrics live in `app.extensions`.
-EXTENSION = "serving_metrics"
+from .served import STATES, ServedVersion
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+VERSION_LABELS = ("model", "version")
+SIGNATURE_LABELS = ("model", "version", "signature")
 
 
-class BatchCollector:
-    """The batchers' own counts, read at scrape time: how many batches ran, how many rows they
-    carried (rows / batches = the mean batch size), padding added, and requests refused."""
-
-    COUNTS = (("batches", "Merged model calls"), ("rows", "Rows run in merged calls"),
-              ("padding", "Padding rows added for allowed_batch_sizes"),
-              ("refused", "Requests refused because the batch queue was full"))
-
-    def __init__(self, manager):
-        self.manager = manager
-
-    def collect(self):
-        labels = ("model", "version", "signature")
-        families = {count: CounterMetricFamily(f"modelhub_batch_{count}", text, labels=labels)
-                    for count, text in self.COUNTS}
-        for name, versions in self.manager.all_models().items():
-            for served in versions:
-                for signature, batcher in served.batchers.items():
-                    for count, family in families.items():
-                        family.add_metric((name, str(served.version), signature),
-                                          getattr(batcher.stats, count))
-        return list(families.values())
+def multiprocess() -> bool:
+    return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 
 
 class ServingMetrics:
-    def __init__(self, manager):
-        self.manager = manager
+    def __init__(self):
+        # A registry of its own: several apps (tests) may live in one process. In multiprocess
+        # mode the values go to the shared files whatever the registry.
         self.registry = CollectorRegistry()
-        self.registry.register(BatchCollector(manager))
-        labels = ("model", "version", "signature", "api")
-        self.requests = Counter("modelhub_requests", "Prediction requests",
-                                labels + ("status",), registry=self.registry)
+        r = self.registry
+        labels = (*SIGNATURE_LABELS, "api")
+        self.requests = Counter("modelhub_requests", "Prediction requests", labels + ("status",),
+                                registry=r)
         self.latency = Histogram("modelhub_request_latency_seconds", "Prediction request latency",
-                                 labels, buckets=LATENCY_BUCKETS, registry=self.registry)
+                                 labels, buckets=LATENCY_BUCKETS, registry=r)
+        self.model_errors = Counter("modelhub_model_errors",
+                                    "Errors raised inside a model, by TensorFlow status code",
+                                    (*SIGNATURE_LABELS, "code"), registry=r)
+        self.batches = Counter("modelhub_batch_batches", "Merged model calls", SIGNATURE_LABELS,
+                               registry=r)
+        self.batch_rows = Counter("modelhub_batch_rows", "Rows run in merged calls",
+                                  SIGNATURE_LABELS, registry=r)
+        self.batch_padding = Counter("modelhub_batch_padding",
+                                     "Padding rows added for allowed_batch_sizes",
+                                     SIGNATURE_LABELS, registry=r)
+        self.batch_refused = Counter("modelhub_batch_refused",
+                                     "Requests refused because the batch queue was full",
+                                     SIGNATURE_LABELS, registry=r)
         self.load_seconds = Gauge("modelhub_model_load_seconds", "Time to load a version",
-                                  ("model", "version"), registry=self.registry)
-        self.warmup_seconds = Gauge("modelhub_model_warmup_seconds", "Time to warm a version up",
-                                    ("model", "version"), registry=self.registry)
+                                  VERSION_LABELS, registry=r, multiprocess_mode="livemax")
+        self.warmup_seconds = Gauge("modelhub_model_warmup_seconds",
+                                    "Time to warm a version up", VERSION_LABELS, registry=r,
+                                    multiprocess_mode="livemax")
         self.state = Gauge("modelhub_model_state", "1 for the state a version is in",
-                           ("model", "version", "state"), registry=self.registry)
+                           (*VERSION_LABELS, "state"), registry=r, multiprocess_mode="livemax")
         self.refused = Gauge("modelhub_model_refused",
                              "1 for a version serving refused because its graph could reach "
-                             "outside the model", ("model", "version"), registry=self.registry)
+                             "outside the model", VERSION_LABELS, registry=r,
+                             multiprocess_mode="livemax")
 
-    def observe(self, model: str, version, signature: str, api: str, status: int,
+    # --- what the serving code reports -----------------------------------------------------------
+
+    def observe(self, api: str, model: str, version, signature: str, status: int,
                 seconds: float) -> None:
         labels = (model, str(version), signature, api)
         self.requests.labels(*labels, str(status)).inc()
         self.latency.labels(*labels).observe(seconds)
 
-    def refresh_models(self) -> None:
-        for name, versions in self.manager.all_models().items():
-            for served in versions:
-                version = str(served.version)
-                for state in STATES:
-                    self.state.labels(name, version, state).set(1 if served.state == state else 0)
-                self.load_seconds.labels(name, version).set(served.load_seconds)
-                self.refused.labels(name, version).set(1 if served.refused else 0)
-                self.warmup_seconds.labels(name, version).set(served.warmup_seconds)
+    def batch(self, model: str, version: int, signature: str, rows: int, padding: int) -> None:
+        labels = (model, str(version), signature)
+        self.batches.labels(*labels).inc()
+        self.batch_rows.labels(*labels).inc(rows)
+        if padding:
+            self.batch_padding.labels(*labels).inc(padding)
 
+    def batch_refused_one(self, model: str, version: int, signature: str) -> None:
+        self.batch_refused.labels(model, str(version), signature).inc()
 
-def init_app(app: Flask, manager) -> None:
-    app.extensions[EXTENSION] = ServingMetrics(manager)
-    app.register_blueprint(metrics)
-    app.after_request(finish)
+    def model_error(self, model: str, version: int, signature: str, code: str) -> None:
+        self.model_errors.labels(model, str(version), signature, code).inc()
 
+    def version_changed(self, served: ServedVersion) -> None:
+        labels = (served.name, str(served.version))
+        for state in STATES:
+            self.state.labels(*labels, state).set(1 if served.state == state else 0)
+        self.load_seconds.labels(*labels).set(served.load_seconds)
+        self.warmup_seconds.labels(*labels).set(served.warmup_seconds)
+        self.refused.labels(*labels).set(1 if served.refused else 0)
 
-def record(api: str, served=None, signature: str = "") -> None:
-    """Count the current request as a prediction; called again once the version is known."""
-    info = g.setdefault("prediction", {"api": api, "started": time.perf_counter(), "model": "",
-                                       "version": "", "signature": ""})
-    if served is not None:
-        info.update(model=served.name, version=served.version, signature=signature)
+    # --- the scrape ----------------------------------------------------------------------------
 
-
-def finish(response: Response) -> Response:
-    info = g.pop("prediction", None)
-    if info is not None:
-        current_app.extensions[EXTENSION].observe(
-            info["model"], info["version"], info["signature"], info["api"], response.status_code,
-            time.perf_counter() - info["started"])
-    return response
-
-
-@metrics.get("/monitoring/prometheus/metrics")
-def prometheus():
-    collected = current_app.extensions[EXTENSION]
-    collected.refresh_models()
-    return Response(generate_latest(collected.registry), mimetype=CONTENT_TYPE_LATEST)
-
+    def exposition(self) -> tuple[bytes, str]:
+        """The text of a scrape: every worker's values when there are several."""
+        if multiprocess():
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry)
+            return generate_latest(registry), CONTENT_TYPE_LATEST
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -13,7 +13,7 @@ from typing import Protocol
 
 import numpy as np
 
-from schemas.errors import InvalidArgument, InvalidModel, first_line
+from schemas.errors import InvalidArgument, InvalidModel, ModelRuntimeError, first_line
 
 from .devices import load_scope
 
@@ -28,6 +28,14 @@ class Runtime(Protocol):
     def signature_names(self) -> tuple[str, ...]: ...
 
     def run(self, signature_name: str, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+
+
+#: TensorFlow's error codes are gRPC's (tensorflow/core/protobuf/error_codes.proto).
+_GRPC_CODES = {1: "CANCELLED", 2: "UNKNOWN", 3: "INVALID_ARGUMENT", 4: "DEADLINE_EXCEEDED",
+               5: "NOT_FOUND", 6: "ALREADY_EXISTS", 7: "PERMISSION_DENIED",
+               8: "RESOURCE_EXHAUSTED", 9: "FAILED_PRECONDITION", 10: "ABORTED",
+               11: "OUT_OF_RANGE", 12: "UNIMPLEMENTED", 13: "INTERNAL", 14: "UNAVAILABLE",
+               15: "DATA_LOSS", 16: "UNAUTHENTICATED"}
 
 
 class TensorFlowRuntime:
@@ -56,6 +64,9 @@ class TensorFlowRuntime:
                 outputs = function(**{k: tf.constant(v) for k, v in arrays.items()})
             except (tf.errors.InvalidArgumentError, ValueError, TypeError) as e:
                 raise InvalidArgument(first_line(e)) from e
+            except tf.errors.OpError as e:  # NotFound, FailedPrecondition, OutOfRange, ...
+                raise ModelRuntimeError(first_line(e), _GRPC_CODES.get(e.error_code,
+                                                                        "UNKNOWN")) from e
         return {k: v.numpy() for k, v in outputs.items()}
 
 
@@ -75,10 +86,10 @@ class TFLiteRuntime:
             try:
                 interpreter = Interpreter(model_path=str(path), num_threads=os.cpu_count() or 1)
                 keys = interpreter.get_signature_list()
-                key = signature_name if signature_name in keys else next(iter(keys), None)
-                if key is None:
-                    raise InvalidModel(f"{path.name} has no signatures")
-                runner = interpreter.get_signature_runner(key)
+                if signature_name not in keys:  # never another signature in its place
+                    raise InvalidModel(f"{path.name} has no signature {signature_name!r} (it "
+                                       f"has: {', '.join(keys) or 'none'})")
+                runner = interpreter.get_signature_runner(signature_name)
             except (ValueError, RuntimeError) as e:
                 raise InvalidModel(f"cannot load {path.name}: {first_line(e)}") from e
             self._runners[signature_name] = (interpreter, runner, threading.Lock())

@@ -9,11 +9,15 @@ because the version policy no longer wants it).
 """
 from __future__ import annotations
 
+import asyncio
+import functools
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from schemas.errors import InvalidArgument
+from schemas.serving import cpu_cores
 
 from .batching import Batcher
 from .runtimes import Runtime
@@ -76,9 +80,18 @@ class ServedVersion:
                                   f"(known: {', '.join(served)})")
         return name
 
-    def run(self, signature_name: str, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Named arrays in, named arrays out: through the signature's batcher when it has one."""
+    async def run(self, signature_name: str, arrays: dict[str, np.ndarray],
+                  deadline: float | None = None) -> dict[str, np.ndarray]:
+        """Named arrays in, named arrays out: through the signature's batcher when it has one,
+        else on the shared model pool (never on the event loop)."""
         batcher = self.batchers.get(signature_name)
         if batcher is not None:
-            return batcher(arrays)
-        return self.runtime.run(signature_name, arrays)
+            return await batcher(arrays, deadline)
+        return await asyncio.get_running_loop().run_in_executor(
+            model_pool(), self.runtime.run, signature_name, arrays)
+
+
+@functools.lru_cache(maxsize=1)
+def model_pool() -> ThreadPoolExecutor:
+    """Where calls of signatures that are not batched run: a thread per core."""
+    return ThreadPoolExecutor(cpu_cores(), thread_name_prefix="model")

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 import struct
 
 import numpy as np
 
 from schemas.errors import TensorError
+from schemas.inference import V2_TO_TF
 
 #: TensorFlow dtype names (as in manifests) -> numpy dtypes. Strings are object arrays of bytes.
 NUMPY_DTYPES = {
@@ -23,13 +25,17 @@ NUMPY_DTYPES = {
     "bool": np.bool_, "string": np.object_,
 }
 
-#: Open Inference Protocol datatypes <-> TensorFlow dtype names.
-V2_TO_TF = {
-    "BOOL": "bool", "UINT8": "uint8", "UINT16": "uint16", "UINT32": "uint32", "UINT64": "uint64",
-    "INT8": "int8", "INT16": "int16", "INT32": "int32", "INT64": "int64",
-    "FP16": "float16", "FP32": "float32", "FP64": "float64", "BYTES": "string",
-}
+#: TensorFlow dtype names -> Open Inference Protocol datatypes.
 TF_TO_V2 = {tf: v2 for v2, tf in V2_TO_TF.items()}
+
+#: TensorFlow dtype names -> TensorFlow's DataType enum names (TF Serving's metadata JSON).
+TF_DTYPE_ENUMS = {
+    "float16": "DT_HALF", "float32": "DT_FLOAT", "float64": "DT_DOUBLE", "int8": "DT_INT8",
+    "int16": "DT_INT16", "int32": "DT_INT32", "int64": "DT_INT64", "uint8": "DT_UINT8",
+    "uint16": "DT_UINT16", "uint32": "DT_UINT32", "uint64": "DT_UINT64", "bool": "DT_BOOL",
+    "string": "DT_STRING", "bfloat16": "DT_BFLOAT16", "complex64": "DT_COMPLEX64",
+    "complex128": "DT_COMPLEX128", "resource": "DT_RESOURCE", "variant": "DT_VARIANT",
+}
 
 
 # --- strings ------------------------------------------------------------------------------------
@@ -133,7 +139,7 @@ def to_json(array: np.ndarray, name: str):
 
 def decode_binary(raw: memoryview, datatype: str, shape: list[int], where: str) -> np.ndarray:
     """Raw little-endian tensor bytes (BYTES: 4-byte length + bytes per element) as an array."""
-    count = int(np.prod(shape)) if shape else 1
+    count = math.prod(shape)  # Python integers: a huge shape cannot wrap around
     if datatype == "BYTES":
         items, pos = [], 0
         while pos < len(raw):

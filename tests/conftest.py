@@ -86,7 +86,8 @@ def hub_server(tmp_path_factory):
     tensorflow_hub, cut connections, gunicorn's limits and logs)."""
     root = tmp_path_factory.mktemp("hub")
     with running_hub(str(root / "store"), root / "server.log",
-                     env={"MODELHUB_MAX_UPLOAD_BYTES": str(4 * 1024 * 1024)}) as server:
+                     env={"MODELHUB_MAX_UPLOAD_BYTES": str(4 * 1024 * 1024),
+                          "MODELHUB_ACCESS_LOG": "true"}) as server:
         yield server
 
 

@@ -6,7 +6,8 @@
     POST /v1/models/NAME[/versions/N|/labels/L]:predict  row ("instances") or columnar ("inputs")
     POST ...:classify, ...:regress                       "examples" (+ "context") as tf.Example
 
-Errors are `{"error": "<message>"}` with TF Serving's status codes.
+Errors, unknown paths and methods included, are `{"error": "<message>"}` with TF Serving's status
+codes. This module holds the wire format only; the data plane does the work.
 """
 from __future__ import annotations
 
@@ -14,40 +15,33 @@ import re
 
 import numpy as np
 import orjson
-from flask import Blueprint, request
 
 from hub.refs import check_version
 from schemas.errors import InvalidArgument, ModelNotFound
 
-from .. import json_body, metrics, tf_example
+from .. import json_body, tf_example
+from ..dataplane import Call, DataPlane
 from ..served import ServedVersion
-from ..tensors import to_json
-from .common import get_dataplane, json_response, prediction_api
+from ..tensors import TF_DTYPE_ENUMS, to_json
+from .http import Request, Response, error_response, json_response
 
-v1 = prediction_api(Blueprint("tfserving", __name__, url_prefix="/v1"))
-
+PREFIX = "/v1/models"
 #: NAME[/versions/N | /labels/L][:verb | /metadata]
-_TARGET = re.compile(r"^(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+)|/labels/(?P<label>[^/:]+))?"
-                     r"(?::(?P<verb>[a-z]+)|/(?P<metadata>metadata))?$")
-_DTYPES = {"float16": "DT_HALF", "float32": "DT_FLOAT", "float64": "DT_DOUBLE",
-           "int8": "DT_INT8", "int16": "DT_INT16", "int32": "DT_INT32", "int64": "DT_INT64",
-           "uint8": "DT_UINT8", "uint16": "DT_UINT16", "uint32": "DT_UINT32",
-           "uint64": "DT_UINT64", "bool": "DT_BOOL", "string": "DT_STRING",
-           "bfloat16": "DT_BFLOAT16", "complex64": "DT_COMPLEX64", "complex128": "DT_COMPLEX128",
-           "resource": "DT_RESOURCE", "variant": "DT_VARIANT", "invalid": "DT_INVALID"}
+_TARGET = re.compile(r"\A(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+)|/labels/(?P<label>[^/:]+))?"
+                     r"(?::(?P<verb>[a-z]+)|/(?P<metadata>metadata))?\Z")
 
 
-def _parse(target: str) -> dict:
+def _parse(request: Request, target: str) -> dict:
     match = _TARGET.match(target)
     if not match:
-        raise ModelNotFound(f"Malformed request: {request.method} /v1/models/{target}")
+        raise ModelNotFound(f"Malformed request: {request.method} {request.path}")
     parts = match.groupdict()
     if parts["version"] is not None:
         parts["version"] = check_version(parts["version"])
     return parts
 
 
-def _status(served: ServedVersion) -> dict:
+def status_record(served: ServedVersion) -> dict:
     code = "OK" if not served.error else ("PERMISSION_DENIED" if served.refused else "UNKNOWN")
     return {"version": str(served.version), "state": served.state,
             "status": {"error_code": code, "error_message": served.error}}
@@ -55,7 +49,7 @@ def _status(served: ServedVersion) -> dict:
 
 def _tensor_info(spec: dict) -> dict:
     shape = spec["shape"]
-    return {"dtype": _DTYPES.get(spec["dtype"], "DT_INVALID"), "name": spec["name"],
+    return {"dtype": TF_DTYPE_ENUMS.get(spec["dtype"], "DT_INVALID"), "name": spec["name"],
             "tensor_shape": {"dim": [] if shape is None else
                              [{"size": str(d), "name": ""} for d in shape],
                              "unknown_rank": shape is None}}
@@ -69,30 +63,71 @@ def _metadata(served: ServedVersion) -> dict:
                "outputs": {k: _tensor_info(s) for k, s in sig["outputs"].items()},
                "method_name": sig["method_name"]}
         for name, sig in served.manifest["signatures"].items() if name in serving}
-    return {"model_spec": {"name": served.name, "signature_name": "", "version": str(served.version)},
+    return {"model_spec": {"name": served.name, "signature_name": "",
+                           "version": str(served.version)},
             "metadata": {"signature_def": {"signature_def": signatures},
                          "modelhub": {"device": served.device, "runtime": served.runtime.name}}}
 
 
-@v1.get("/models")
-def list_models():
-    return json_response({"models": [{"name": name, "model_version_status": [_status(s) for s in served]}
-                             for name, served in get_dataplane().manager.all_models().items()]})
+async def handle(request: Request, dataplane: DataPlane, call: Call) -> Response:
+    """One /v1 request: the answer, or an error in TF Serving's shape."""
+    if request.path != PREFIX and not request.path.startswith(PREFIX + "/"):
+        raise ModelNotFound(f"Malformed request: {request.method} {request.path}")
+    target = request.path[len(PREFIX):]
+    if target in ("", "/"):
+        if request.method != "GET":
+            return error_response(f"Method {request.method} not allowed on {request.path}", 405)
+        return json_response({"models": [
+            {"name": name, "model_version_status": [status_record(s) for s in served]}
+            for name, served in dataplane.manager.all_models().items()]})
+    if not target.startswith("/"):
+        raise ModelNotFound(f"Malformed request: {request.method} {request.path}")
+    parts = _parse(request, target[1:])
+    if request.method == "GET":
+        return await _status_or_metadata(parts, dataplane)
+    if request.method != "POST":
+        return error_response(f"Method {request.method} not allowed on {request.path}", 405)
+    if parts["verb"] not in ("predict", "classify", "regress"):
+        raise ModelNotFound(f"Malformed request: POST {request.path}")
+    call.api = "tfserving"
+    try:
+        body = json_body.loads(request.body)
+    except (orjson.JSONDecodeError, RecursionError) as e:
+        raise InvalidArgument(f"JSON Parse error: {e}") from e
+    if not isinstance(body, dict):
+        raise InvalidArgument("the request body must be a JSON object")
+    served = await dataplane.served(parts["name"], parts["version"], parts["label"], call)
+    signature, spec = dataplane.signature(served, body.get("signature_name"), call)
+    if parts["verb"] != "predict":
+        return await _classify_or_regress(parts["verb"], dataplane, served, signature, spec, body)
+    if ("instances" in body) == ("inputs" in body):
+        raise InvalidArgument("the request must have exactly one of 'instances' or 'inputs'")
+    input_names = sorted(spec["inputs"])
+    row_format = "instances" in body
+    columns = (_rows_to_columns(body["instances"], input_names) if row_format
+               else _columns(body["inputs"], input_names))
+    outputs = await dataplane.predict_json(served, signature, spec, columns)
+    runtime = served.runtime.name
+    if row_format:
+        return json_response({"predictions": _columns_to_rows(outputs)}, runtime=runtime)
+    if len(outputs) == 1:
+        (name, array), = outputs.items()
+        return json_response({"outputs": to_json(array, name)}, runtime=runtime)
+    return json_response({"outputs": {name: to_json(array, name)
+                                      for name, array in outputs.items()}}, runtime=runtime)
 
 
-@v1.get("/models/<path:target>")
-def model_status(target: str):
-    parts = _parse(target)
-    manager = get_dataplane().manager
+async def _status_or_metadata(parts: dict, dataplane: DataPlane) -> Response:
+    manager = dataplane.manager
     if parts["verb"]:
-        raise InvalidArgument(f"use POST for :{parts['verb']}")
+        return error_response(f"Method GET not allowed for :{parts['verb']}; use POST", 405)
     if parts["metadata"]:
-        served = manager.get(parts["name"], parts["version"], parts["label"])
+        served = await dataplane.served(parts["name"], parts["version"], parts["label"])
         return json_response(_metadata(served), runtime=served.runtime.name)
     statuses = manager.statuses(parts["name"], parts["version"], parts["label"])
     runtimes = sorted({s.runtime.name for s in statuses if s.runtime is not None})
-    return json_response({"model_version_status": [_status(s) for s in statuses]},
-                         runtime=",".join(runtimes))
+    return json_response({"model_version_status": [status_record(s) for s in statuses]},
+                         runtime=",".join(runtimes) or None)
 
 
 def _rows_to_columns(instances: list, input_names: list[str]) -> dict:
@@ -136,46 +171,11 @@ def _columns_to_rows(outputs: dict) -> list:
     return [{name: column[i] for name, column in columns.items()} for i in range(sizes.pop())]
 
 
-@v1.post("/models/<path:target>")
-def predict(target: str):
-    metrics.record("tfserving")
-    parts = _parse(target)
-    if parts["verb"] not in ("predict", "classify", "regress"):
-        raise ModelNotFound(f"Malformed request: POST /v1/models/{target}")
-    try:
-        body = json_body.loads(request.get_data())
-    except orjson.JSONDecodeError as e:
-        raise InvalidArgument(f"JSON Parse error: {e}") from e
-    if not isinstance(body, dict):
-        raise InvalidArgument("the request body must be a JSON object")
-    dataplane = get_dataplane()
-    served = dataplane.served(parts["name"], parts["version"], parts["label"])
-    signature_name, spec = dataplane.signature(served, body.get("signature_name"))
-    metrics.record("tfserving", served, signature_name)
-    if parts["verb"] != "predict":
-        return _classify_or_regress(parts["verb"], served, signature_name, spec, body)
-    input_names = sorted(spec["inputs"])
-    if ("instances" in body) == ("inputs" in body):
-        raise InvalidArgument("the request must have exactly one of 'instances' or 'inputs'")
-    row_format = "instances" in body
-    columns = (_rows_to_columns(body["instances"], input_names) if row_format
-               else _columns(body["inputs"], input_names))
-    outputs = dataplane.predict_json(served, signature_name, spec, columns)
-    runtime = served.runtime.name
-    if row_format:
-        return json_response({"predictions": _columns_to_rows(outputs)}, runtime=runtime)
-    if len(outputs) == 1:
-        (name, array), = outputs.items()
-        return json_response({"outputs": to_json(array, name)}, runtime=runtime)
-    return json_response({"outputs": {name: to_json(array, name) for name, array in outputs.items()}},
-                         runtime=runtime)
-
-
-def _classify_or_regress(verb: str, served: ServedVersion, signature_name: str, spec: dict,
-                         body: dict):
+async def _classify_or_regress(verb: str, dataplane: DataPlane, served: ServedVersion,
+                               signature: str, spec: dict, body: dict) -> Response:
     method = tf_example.CLASSIFY if verb == "classify" else tf_example.REGRESS
-    input_name = tf_example.check_method(signature_name, spec, method)
-    outputs = get_dataplane().predict(served, signature_name, spec,
+    input_name = tf_example.check_method(signature, spec, method)
+    outputs = await dataplane.predict(served, signature, spec,
                                       {input_name: tf_example.serialize_examples(body)})
     results = (tf_example.classify_results(outputs) if verb == "classify"
                else tf_example.regress_results(outputs))

@@ -8,97 +8,86 @@
                                                      `Inference-Header-Content-Length` bytes
                                                      followed by raw tensors
 
-The signature used is `serving_default`, or the request's `parameters.signature_name`.
+The signature used is `serving_default`, or the request's `parameters.signature_name`. Errors,
+unknown paths and methods included, are `{"error": "<message>"}`. This module holds the wire
+format only; `openinference` says what the protocol means and the data plane does the work.
 """
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version as package_version
+import re
 
 import numpy as np
 import orjson
-from flask import Blueprint, Response, request
 
 from hub.refs import check_version
-from schemas.errors import InvalidArgument, TensorError
+from schemas.errors import InvalidArgument, ModelNotFound, TensorError
+from schemas.inference import V2_TO_TF, load_inference_request
 
-from .. import confinement, metrics
-from ..served import AVAILABLE
-from ..tensors import TF_TO_V2, V2_TO_TF, decode_binary, encode_binary, to_array, to_json
-from .common import RUNTIME_HEADER, get_dataplane, json_response, prediction_api
+from .. import confinement, openinference
+from ..dataplane import Call, DataPlane
+from ..tensors import decode_binary, encode_binary, to_array, to_json
+from .http import Request, Response, error_response, json_response
 
-v2 = prediction_api(Blueprint("inference", __name__, url_prefix="/v2"))
-
+PREFIX = "/v2"
 HEADER_LENGTH = "Inference-Header-Content-Length"
-SIGNATURE = "serving_default"
+_MODEL = re.compile(r"\A/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?"
+                    r"(?P<action>/ready|/infer)?\Z")
 
 
-def _version(text: str | None) -> int | None:
-    return None if text is None else check_version(text)
+async def handle(request: Request, dataplane: DataPlane, call: Call) -> Response:
+    """One /v2 request: the answer, or an error in the protocol's shape."""
+    target = request.path[len(PREFIX):]
+    if target in ("", "/", "/health/live", "/health/ready"):
+        if request.method != "GET":
+            return _not_allowed(request)
+        if target == "/health/live":
+            return json_response({"live": True})
+        if target == "/health/ready":
+            ready = dataplane.manager.ready()
+            return json_response({"ready": ready}, 200 if ready else 503)
+        return json_response({**openinference.server_metadata(), "confinement": _confinement()})
+    match = _MODEL.match(target)
+    if not match:
+        raise ModelNotFound(f"no such endpoint: {request.method} {request.path}")
+    name, action = match["name"], match["action"]
+    version = None if match["version"] is None else check_version(match["version"])
+    if action == "/infer":
+        if request.method != "POST":
+            return _not_allowed(request)
+        call.api = "v2"
+        return await _infer(request, dataplane, call, name, version)
+    if request.method != "GET":
+        return _not_allowed(request)
+    served = await dataplane.served(name, version)  # raises unless AVAILABLE
+    if action == "/ready":
+        return json_response({"name": name, "ready": True})
+    metadata = openinference.model_metadata(dataplane, served)
+    metadata["parameters"] = {"device": served.device, "runtime": served.runtime.name}
+    return json_response(metadata, runtime=served.runtime.name)
 
 
-@v2.get("")
-def server_metadata():
-    try:
-        server_version = package_version("modelhub")
-    except PackageNotFoundError:
-        server_version = "0"
+def _not_allowed(request: Request) -> Response:
+    return error_response(f"Method {request.method} not allowed on {request.path}", 405)
+
+
+def _confinement() -> dict:
+    """Whether this worker runs models under Landlock (modelhub's own field)."""
     confined = confinement.CURRENT
-    return json_response({
-        "name": "modelhub", "version": server_version, "extensions": ["binary_tensor_data"],
-        # Whether this worker runs models under Landlock (modelhub's own field).
-        "confinement": {"enforced": bool(confined and confined.enforced),
-                        "abi": confined.abi if confined else confinement.landlock_abi(),
-                        "reason": confined.reason if confined else "not started by modelhub serve"}})
+    return {"enforced": bool(confined and confined.enforced),
+            "abi": confined.abi if confined else confinement.landlock_abi(),
+            "reason": confined.reason if confined else "not started by modelhub serve"}
 
 
-@v2.get("/health/live")
-def live():
-    return json_response({"live": True})
-
-
-@v2.get("/health/ready")
-def ready():
-    is_ready = get_dataplane().manager.ready()
-    return json_response({"ready": is_ready}, 200 if is_ready else 503)
-
-
-def _tensor_metadata(specs: dict) -> list[dict]:
-    return [{"name": key, "datatype": TF_TO_V2.get(spec["dtype"], spec["dtype"].upper()),
-             "shape": [-1] if spec["shape"] is None else spec["shape"]}
-            for key, spec in sorted(specs.items())]
-
-
-@v2.get("/models/<name>")
-@v2.get("/models/<name>/versions/<version>")
-def model_metadata(name: str, version: str | None = None):
-    manager = get_dataplane().manager
-    served = manager.get(name, _version(version))
-    spec = served.manifest["signatures"].get(SIGNATURE, {"inputs": {}, "outputs": {}})
-    versions = [str(s.version) for s in manager.statuses(name) if s.state == AVAILABLE]
-    return json_response({"name": name, "versions": versions, "platform": served.runtime.platform,
-                          "inputs": _tensor_metadata(spec["inputs"]),
-                          "outputs": _tensor_metadata(spec["outputs"]),
-                          "parameters": {"device": served.device, "runtime": served.runtime.name}},
-                         runtime=served.runtime.name)
-
-
-@v2.get("/models/<name>/ready")
-@v2.get("/models/<name>/versions/<version>/ready")
-def model_ready(name: str, version: str | None = None):
-    get_dataplane().served(name, _version(version))  # raises unless AVAILABLE
-    return json_response({"name": name, "ready": True})
-
-
-def _request_parts() -> tuple[dict, memoryview]:
-    raw = request.get_data()
-    header = request.headers.get(HEADER_LENGTH)
+def _split_body(request: Request) -> tuple[dict, memoryview]:
+    """The JSON part, checked against the protocol's schema, and the binary part after it."""
+    raw = request.body
+    header = request.header(HEADER_LENGTH.lower())
     if header is None:
         json_part, binary = raw, memoryview(b"")
     else:
-        try:
-            length = int(header)
-        except ValueError:
-            raise InvalidArgument(f"{HEADER_LENGTH} must be a whole number") from None
+        if not (header.isascii() and header.isdigit()):
+            raise InvalidArgument(f"{HEADER_LENGTH} must be a whole number")
+        length = int(header)
         if not 0 < length <= len(raw):
             raise InvalidArgument(f"{HEADER_LENGTH} {length} does not fit a {len(raw)}-byte body")
         json_part, binary = raw[:length], memoryview(raw)[length:]
@@ -106,75 +95,59 @@ def _request_parts() -> tuple[dict, memoryview]:
         body = orjson.loads(json_part)
     except orjson.JSONDecodeError as e:
         raise InvalidArgument(f"malformed JSON: {e}") from e
-    if not isinstance(body, dict) or not isinstance(body.get("inputs"), list):
-        raise InvalidArgument("the request must be a JSON object with a list of 'inputs'")
-    return body, binary
+    return load_inference_request(body), binary
 
 
-def _input_array(tensor: dict, binary: memoryview, offset: int) -> tuple[np.ndarray, int]:
-    if not isinstance(tensor, dict) or not {"name", "shape", "datatype"} <= set(tensor):
-        raise InvalidArgument("every input needs 'name', 'shape' and 'datatype'")
-    name, shape, datatype = tensor["name"], tensor["shape"], tensor["datatype"]
-    where = f"input {name}"
-    if datatype not in V2_TO_TF:
-        raise TensorError(f"{where}: unknown datatype {datatype!r}")
-    if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
-        raise TensorError(f"{where}: shape must be a list of non-negative integers")
-    size = (tensor.get("parameters") or {}).get("binary_data_size")
-    if size is not None:
-        if not isinstance(size, int) or size < 0 or offset + size > len(binary):
-            raise TensorError(f"{where}: binary_data_size {size} runs past the body")
-        return decode_binary(binary[offset:offset + size], datatype, shape, where), offset + size
-    if "data" not in tensor:
-        raise TensorError(f"{where}: no 'data' and no binary_data_size")
-    array = to_array(tensor["data"], V2_TO_TF[datatype], where)
-    if array.size != int(np.prod(shape)):
-        raise TensorError(f"{where}: {array.size} values for shape {shape}")
-    return array.reshape(shape), offset
-
-
-def _wants_binary(body: dict) -> tuple[set[str] | None, set[str]]:
-    """(requested output names or None for all, names to send as binary)."""
-    everything_binary = bool((body.get("parameters") or {}).get("binary_data_output"))
-    requested = body.get("outputs")
-    if requested is None:
-        return None, {"*"} if everything_binary else set()
-    names, binary = set(), set()
-    for out in requested:
-        names.add(out["name"])
-        if everything_binary or (out.get("parameters") or {}).get("binary_data"):
-            binary.add(out["name"])
-    return names, binary
-
-
-@v2.post("/models/<name>/infer")
-@v2.post("/models/<name>/versions/<version>/infer")
-def infer(name: str, version: str | None = None):
-    metrics.record("v2")
-    body, binary = _request_parts()
-    dataplane = get_dataplane()
-    served = dataplane.served(name, _version(version))
-    signature_name, spec = dataplane.signature(
-        served, (body.get("parameters") or {}).get("signature_name") or SIGNATURE)
-    metrics.record("v2", served, signature_name)
+def _input_arrays(body: dict, binary: memoryview) -> dict[str, np.ndarray]:
     arrays, offset = {}, 0
     for tensor in body["inputs"]:
-        array, offset = _input_array(tensor, binary, offset)
-        arrays[tensor["name"]] = array
-    outputs = dataplane.predict(served, signature_name, spec, arrays)
-
-    requested, as_binary = _wants_binary(body)
-    unknown = (requested or set()) - set(outputs)
-    if unknown:
-        raise InvalidArgument(f"unknown output(s) {', '.join(sorted(unknown))}")
-    results, chunks = [], []
-    for out_name in sorted(outputs):
-        if requested is not None and out_name not in requested:
+        name, shape, datatype = tensor["name"], tensor["shape"], tensor["datatype"]
+        where = f"input {name}"
+        size = tensor["parameters"].get("binary_data_size")
+        if size is not None:
+            if offset + size > len(binary):
+                raise TensorError(f"{where}: binary_data_size {size} runs past the body")
+            arrays[name] = decode_binary(binary[offset:offset + size], datatype, shape, where)
+            offset += size
             continue
-        array = outputs[out_name]
-        dtype = "string" if array.dtype == object else array.dtype.name
-        entry = {"name": out_name, "datatype": TF_TO_V2[dtype], "shape": list(array.shape)}
-        if "*" in as_binary or out_name in as_binary:
+        if "data" not in tensor:
+            raise TensorError(f"{where}: no 'data' and no binary_data_size")
+        array = to_array(tensor["data"], V2_TO_TF[datatype], where)
+        count = 1
+        for dim in shape:
+            count *= dim
+        if array.size != count:
+            raise TensorError(f"{where}: {array.size} values for shape {shape}")
+        arrays[name] = array.reshape(shape)
+    if offset != len(binary):
+        raise InvalidArgument(f"{len(binary) - offset} bytes follow the last binary tensor; "
+                              "binary_data_size must cover the whole binary part")
+    return arrays
+
+
+def _outputs_wanted(body: dict) -> tuple[list[str] | None, set[str] | bool]:
+    """(output names asked for, or None for all; the names to send as binary, or True for
+    all)."""
+    everything_binary = bool(body["parameters"].get("binary_data_output"))
+    requested = body.get("outputs")
+    if requested is None:
+        return None, True if everything_binary else set()
+    binary = {out["name"] for out in requested if out["parameters"].get("binary_data")}
+    return [out["name"] for out in requested], True if everything_binary else binary
+
+
+async def _infer(request: Request, dataplane: DataPlane, call: Call, name: str,
+                 version: int | None) -> Response:
+    body, binary = _split_body(request)
+    requested, as_binary = _outputs_wanted(body)
+    served, outputs = await openinference.infer(
+        dataplane, call, name, version, body["parameters"].get("signature_name"),
+        _input_arrays(body, binary), requested)
+    results, chunks = [], []
+    for out_name, array in outputs.items():
+        entry = {"name": out_name, "datatype": openinference.array_datatype(array),
+                 "shape": list(array.shape)}
+        if as_binary is True or out_name in as_binary:
             data = encode_binary(array)
             entry["parameters"] = {"binary_data_size": len(data)}
             chunks.append(data)
@@ -184,9 +157,9 @@ def infer(name: str, version: str | None = None):
     answer = {"model_name": name, "model_version": str(served.version), "outputs": results}
     if "id" in body:
         answer["id"] = body["id"]
-    header = orjson.dumps(answer)
-    runtime = {RUNTIME_HEADER: served.runtime.name}
-    if not chunks:
-        return Response(header, mimetype="application/json", headers=runtime)
-    return Response(b"".join([header, *chunks]), mimetype="application/octet-stream",
-                    headers={HEADER_LENGTH: str(len(header)), **runtime})
+    response = json_response(answer, runtime=served.runtime.name)
+    if chunks:
+        response.headers += ((HEADER_LENGTH.lower().encode(), str(len(response.body)).encode()),)
+        response.body = b"".join([response.body, *chunks])
+        response.content_type = b"application/octet-stream"
+    return response

@@ -195,16 +195,18 @@ def test_dockerfile_builds_a_slim_non_root_image():
     uid = users[-1].split(":")[0]
     assert uid.isdigit() and int(uid) != 0, \
         f"USER must be a numeric non-root uid (runAsNonRoot can only check numbers): {users[-1]}"
-    assert "8080" in " ".join(rest for keyword, rest in final if keyword == "EXPOSE")
+    exposed = " ".join(rest for keyword, rest in final if keyword == "EXPOSE").split()
+    assert {"8080", "8500"} <= set(exposed), "the image exposes REST (8080) and gRPC (8500)"
     assert any(k == "COPY" and "--from=builder" in rest for k, rest in final), \
         "the runtime stage must copy the virtual environment from the builder"
-    # CPU TensorFlow by default; a build argument selects the GPU (CUDA) variant.
+    # The default install serves on a CPU; a build argument selects the GPU (CUDA) variant.
     assert "ARG VARIANT=cpu" in {f"{k} {rest}" for k, rest in instructions}
     text = DOCKERFILE.read_text()
-    assert '".[$VARIANT]"' in text and "cpu|gpu)" in text
+    assert "cpu) pip install . ;;" in text and 'gpu) pip install ".[gpu]" ;;' in text
     pyproject = (REPO / "pyproject.toml").read_text()
+    dependencies = re.search(r"^dependencies = \[(.*?)^\]", pyproject, re.DOTALL | re.MULTILINE)
+    assert re.search(r'^\s*"tensorflow>=', dependencies.group(1), re.MULTILINE)
     extras = re.search(r"\[project\.optional-dependencies\](.*?)\n\[", pyproject, re.DOTALL).group(1)
-    assert re.search(r"^cpu = .*tensorflow-cpu", extras, re.MULTILINE)
     assert re.search(r"^gpu = .*tensorflow\[and-cuda\]", extras, re.MULTILINE)
     # The entrypoint is `modelhub serve`, listening on every interface of the container.
     argv = image_command()

@@ -23,5 +23,5 @@ def serving_server(serving_store, tmp_path_factory):
            "MODELHUB_MAX_CONTENT_LENGTH": str(8 * 1024 * 1024)}
     with running_hub(serving_store, log, env=env,
                      args=("--role", "all", "--poll-seconds", "0.5", "--workers", "1",
-                           "--device", "cpu")) as server:
+                           "--device", "cpu"), grpc=True) as server:
         yield server

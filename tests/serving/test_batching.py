@@ -1,7 +1,8 @@
-"""Dynamic batching: merging, padding, isolation of bad requests, a full queue, and the same
-behaviour through a real gunicorn server with threaded workers."""
+"""Dynamic batching: merging, padding, isolation of bad requests, a full queue, deadlines, and
+the same behaviour through a real server."""
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 import re
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 import requests
 
-from schemas.errors import InvalidArgument, Overloaded
+from schemas.errors import DeadlineExceeded, InvalidArgument, Overloaded
 from serving.batching import Batcher, BatchingOptions, batchable
 
 
@@ -44,23 +45,27 @@ def rows(*values: float) -> dict[str, np.ndarray]:
     return {"x": np.array([[v, -v] for v in values], np.float32)}
 
 
-def call_concurrently(batcher: Batcher, requests_: list[dict], workers: int = 32) -> list:
-    def one(arrays):
-        try:
-            return batcher(arrays)
-        except BaseException as e:
-            return e
+def call_concurrently(batcher: Batcher, requests_: list[dict]) -> list:
+    """Every request at once, as concurrent coroutines on one loop; results or exceptions."""
+    async def everything():
+        return await asyncio.gather(*(batcher(arrays) for arrays in requests_),
+                                    return_exceptions=True)
 
-    with ThreadPoolExecutor(workers) as pool:
-        return list(pool.map(one, requests_))
+    return asyncio.run(everything())
 
 
-def test_a_lone_request_runs_at_once_on_its_own_thread():
+def call(batcher: Batcher, arrays: dict, deadline: float | None = None) -> dict:
+    return asyncio.run(batcher(arrays, deadline))
+
+
+def test_a_lone_request_runs_at_once():
     model = RecordingModel()
     batcher = Batcher(model, BatchingOptions(batch_timeout_micros=0, num_batch_threads=1))
-    out = batcher(rows(3.0))
+    started = time.monotonic()
+    out = call(batcher, rows(3.0))
     np.testing.assert_array_equal(out["y"], [[7.0, -5.0]])
-    assert model.threads == [threading.current_thread()]
+    assert model.calls == [1] and time.monotonic() - started < 1
+    assert model.threads[0] is not threading.current_thread()  # never on the event loop
 
 
 def test_concurrent_requests_are_merged_and_split_back_in_order():
@@ -71,15 +76,31 @@ def test_concurrent_requests_are_merged_and_split_back_in_order():
     for arrays, result in zip(inputs, results):
         np.testing.assert_array_equal(result["y"], arrays["x"] * 2 + 1)
     assert sum(model.calls) == 80
-    assert len(model.calls) < 40 and max(model.calls) > 2  # requests behind the first were merged
+    assert len(model.calls) < 40 and max(model.calls) > 2  # requests were merged
     assert max(model.calls) <= 64
     assert batcher.stats.rows == 80 and batcher.stats.batches == len(model.calls)
+
+
+def test_requests_arriving_while_the_model_runs_go_in_the_next_call():
+    model = RecordingModel(hold=0.3)
+    batcher = Batcher(model, BatchingOptions(max_batch_size=64, num_batch_threads=1))
+
+    async def staggered():
+        first = asyncio.ensure_future(batcher(rows(0.0)))
+        while not model.calls:
+            await asyncio.sleep(0.01)
+        later = [asyncio.ensure_future(batcher(rows(float(i)))) for i in range(1, 11)]
+        return await asyncio.gather(first, *later)
+
+    results = asyncio.run(staggered())
+    assert [r["y"][0, 0] for r in results] == [2 * i + 1 for i in range(11)]
+    assert model.calls == [1, 10]
 
 
 def test_padding_up_to_the_next_allowed_size_is_stripped_from_answers():
     model = RecordingModel()
     batcher = Batcher(model, BatchingOptions(max_batch_size=8, allowed_batch_sizes=(4, 8)))
-    out = batcher(rows(1.0, 2.0, 3.0))
+    out = call(batcher, rows(1.0, 2.0, 3.0))
     assert model.calls == [4]
     np.testing.assert_array_equal(out["y"], rows(1.0, 2.0, 3.0)["x"] * 2 + 1)
     assert batcher.stats.padding == 1
@@ -90,7 +111,7 @@ def test_a_bad_request_fails_alone_and_its_batch_mates_succeed():
     batcher = Batcher(model, BatchingOptions(num_batch_threads=1))
     inputs = [rows(float(i)) for i in range(12)]
     inputs[5] = rows(float("nan"))
-    results = call_concurrently(batcher, inputs, workers=12)
+    results = call_concurrently(batcher, inputs)
     assert isinstance(results[5], InvalidArgument)
     for i, result in enumerate(results):
         if i != 5:
@@ -102,7 +123,7 @@ def test_requests_of_different_inner_shapes_are_never_stacked():
     batcher = Batcher(model, BatchingOptions(num_batch_threads=1))
     narrow = {"x": np.ones((1, 2), np.float32)}
     wide = {"x": np.ones((1, 3), np.float32)}
-    results = call_concurrently(batcher, [narrow, wide] * 6, workers=12)
+    results = call_concurrently(batcher, [narrow, wide] * 6)
     for i, result in enumerate(results):
         assert result["y"].shape == ((1, 2) if i % 2 == 0 else (1, 3))
 
@@ -110,7 +131,7 @@ def test_requests_of_different_inner_shapes_are_never_stacked():
 def test_a_request_larger_than_max_batch_size_runs_alone():
     model = RecordingModel()
     batcher = Batcher(model, BatchingOptions(max_batch_size=4, allowed_batch_sizes=(2, 4)))
-    out = batcher(rows(*range(10)))
+    out = call(batcher, rows(*range(10)))
     assert model.calls == [10]
     assert out["y"].shape == (10, 2)
 
@@ -120,55 +141,114 @@ def test_a_full_queue_is_refused_at_once_and_nothing_hangs():
     model.gate.clear()  # the first batch blocks until released
     batcher = Batcher(model, BatchingOptions(max_batch_size=2, max_enqueued_batches=1,
                                              num_batch_threads=1))
-    with ThreadPoolExecutor(8) as pool:
-        first = pool.submit(batcher, rows(0.0))
+
+    async def scenario():
+        first = asyncio.ensure_future(batcher(rows(0.0)))
         while not model.calls:
-            time.sleep(0.01)
-        queued = [pool.submit(batcher, rows(float(i))) for i in (1, 2)]
-        time.sleep(0.2)  # both are queued behind the running batch
+            await asyncio.sleep(0.01)
+        queued = [asyncio.ensure_future(batcher(rows(float(i)))) for i in (1, 2)]
+        await asyncio.sleep(0.2)  # both are queued behind the running batch
         started = time.monotonic()
         with pytest.raises(Overloaded, match="queue is full"):
-            batcher(rows(9.0))
+            await batcher(rows(9.0))
         assert time.monotonic() - started < 1
         model.gate.set()
-        assert first.result(10)["y"].shape == (1, 2)
-        assert [f.result(10)["y"][0, 0] for f in queued] == [3.0, 5.0]
+        assert (await first)["y"].shape == (1, 2)
+        assert [(await f)["y"][0, 0] for f in queued] == [3.0, 5.0]
+
+    asyncio.run(scenario())
     assert batcher.stats.refused == 1
+
+
+def test_a_request_whose_deadline_passes_in_the_queue_is_dropped_not_run():
+    model = RecordingModel()
+    model.gate.clear()
+    batcher = Batcher(model, BatchingOptions(max_batch_size=4, num_batch_threads=1))
+
+    async def scenario():
+        first = asyncio.ensure_future(batcher(rows(0.0)))
+        while not model.calls:
+            await asyncio.sleep(0.01)
+        late = asyncio.ensure_future(batcher(rows(1.0), time.monotonic() + 0.1))
+        patient = asyncio.ensure_future(batcher(rows(2.0), time.monotonic() + 30))
+        await asyncio.sleep(0.3)  # the first deadline passes while the model is busy
+        model.gate.set()
+        with pytest.raises(DeadlineExceeded):
+            await late
+        return await first, await patient
+
+    first, patient = asyncio.run(scenario())
+    assert first["y"][0, 0] == 1.0 and patient["y"][0, 0] == 5.0
+    assert model.calls == [1, 1]  # the expired request never reached the model
+    assert batcher.stats.expired == 1
 
 
 def test_batch_timeout_waits_for_a_fuller_batch():
     model = RecordingModel()
     batcher = Batcher(model, BatchingOptions(batch_timeout_micros=300_000, num_batch_threads=1))
-    with ThreadPoolExecutor(2) as pool:
-        first = pool.submit(batcher, rows(1.0))
-        time.sleep(0.05)
-        second = pool.submit(batcher, rows(2.0))
-        assert first.result(5)["y"][0, 0] == 3.0 and second.result(5)["y"][0, 0] == 5.0
+
+    async def scenario():
+        first = asyncio.ensure_future(batcher(rows(1.0)))
+        await asyncio.sleep(0.05)
+        second = await batcher(rows(2.0))
+        return await first, second
+
+    first, second = asyncio.run(scenario())
+    assert first["y"][0, 0] == 3.0 and second["y"][0, 0] == 5.0
     assert model.calls == [2]
 
 
 def test_with_a_timeout_staggered_requests_join_the_waiting_batch_even_with_free_threads():
     model = RecordingModel()
     batcher = Batcher(model, BatchingOptions(batch_timeout_micros=200_000, num_batch_threads=3))
-    with ThreadPoolExecutor(3) as pool:
+
+    async def scenario():
         futures = []
         for i in range(3):
-            futures.append(pool.submit(batcher, rows(float(i))))
-            time.sleep(0.02)
-        assert [f.result(5)["y"][0, 0] for f in futures] == [1.0, 3.0, 5.0]
+            futures.append(asyncio.ensure_future(batcher(rows(float(i)))))
+            await asyncio.sleep(0.02)
+        return await asyncio.gather(*futures)
+
+    assert [r["y"][0, 0] for r in asyncio.run(scenario())] == [1.0, 3.0, 5.0]
     assert model.calls == [3]
 
 
-def test_after_a_failed_merged_call_each_request_reruns_on_its_own_thread():
-    model = RecordingModel(hold=0.2)
+def test_while_a_batch_waits_to_fill_another_shape_starts_its_own():
+    model = RecordingModel()
+    batcher = Batcher(model, BatchingOptions(batch_timeout_micros=300_000, num_batch_threads=2))
+
+    async def scenario():
+        narrow = asyncio.ensure_future(batcher({"x": np.ones((1, 2), np.float32)}))
+        await asyncio.sleep(0.02)
+        started = time.monotonic()
+        wide = await batcher({"x": np.ones((1, 3), np.float32)})
+        waited = time.monotonic() - started
+        return await narrow, wide, waited
+
+    narrow, wide, waited = asyncio.run(scenario())
+    assert narrow["y"].shape == (1, 2) and wide["y"].shape == (1, 3)
+    assert model.calls == [1, 1]
+    assert waited < 0.6  # its own batch (with its own timeout), not behind the narrow one's
+
+
+def test_after_a_failed_merged_call_the_requests_rerun_in_parallel():
+    class SlowAlone(RecordingModel):
+        def __call__(self, arrays):
+            if arrays["x"].shape[0] == 1:
+                time.sleep(0.3)  # each rerun takes a while
+            return super().__call__(arrays)
+
+    model = SlowAlone()
     batcher = Batcher(model, BatchingOptions(num_batch_threads=1))
     inputs = [rows(float(i)) for i in range(6)]
     inputs[3] = rows(float("nan"))
-    results = call_concurrently(batcher, inputs, workers=6)
+    started = time.monotonic()
+    results = call_concurrently(batcher, inputs)
+    elapsed = time.monotonic() - started
     assert isinstance(results[3], InvalidArgument)
-    merged = next(i for i, n in enumerate(model.calls) if n > 1)
-    reruns = model.threads[merged + 1:]
-    assert len(set(reruns)) == len(reruns)  # one thread each: in parallel, not one after another
+    assert model.calls == [6, 1, 1, 1, 1, 1, 1]
+    assert len(set(model.threads[1:])) == 6
+    assert elapsed < 1.2  # 6 reruns of 0.3 s side by side, not one after another (1.8 s)
 
 
 def test_an_exception_that_is_not_an_error_still_releases_every_batch_mate():
@@ -180,16 +260,25 @@ def test_an_exception_that_is_not_an_error_still_releases_every_batch_mate():
 
     model = Interrupting(hold=0.2)
     batcher = Batcher(model, BatchingOptions(num_batch_threads=1))
-    results = call_concurrently(batcher, [rows(float(i)) for i in range(4)], workers=4)
+
+    async def scenario():
+        first = asyncio.ensure_future(batcher(rows(0.0)))
+        while not model.calls:
+            await asyncio.sleep(0.01)
+        rest = [batcher(rows(float(i))) for i in range(1, 4)]
+        return await asyncio.gather(first, *rest, return_exceptions=True)
+
+    results = asyncio.run(scenario())
     # the first ran alone; the merged call behind it was interrupted: nobody waits forever
-    assert any(isinstance(r, dict) for r in results)
-    batcher(rows(1.0))  # and the batcher still works
+    assert isinstance(results[0], dict)
+    assert all(isinstance(r, Exception) for r in results[1:])
+    call(batcher, rows(1.0))  # and the batcher still works
 
 
 def test_a_request_with_no_rows_runs_by_itself():
     model = RecordingModel()
     batcher = Batcher(model, BatchingOptions(max_batch_size=8, allowed_batch_sizes=(4, 8)))
-    assert batcher({"x": np.zeros((0, 2), np.float32)})["y"].shape == (0, 2)
+    assert call(batcher, {"x": np.zeros((0, 2), np.float32)})["y"].shape == (0, 2)
     assert model.calls == [0]
 
 

@@ -27,26 +27,59 @@ def build_half_plus(path, b: float):
 
 
 class LoadGenerator:
-    """Threads calling one URL in a bounded loop, counting every failure."""
+    """Threads calling a model in a bounded loop, over REST or gRPC, counting every failure."""
 
-    def __init__(self, url: str, threads: int = 4, limit_seconds: float = 120):
-        self.url, self.failures, self.answers = url, [], []
+    def __init__(self, server, model: str, label: str | None = None, grpc: bool = False,
+                 threads: int = 4, limit_seconds: float = 120):
+        self.failures, self.answers = [], []
+        self._call = self._grpc_caller(server, model, label) if grpc else \
+            self._rest_caller(server, model, label)
         self._stop = threading.Event()
         self._deadline = time.monotonic() + limit_seconds
         self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
         for t in self._threads:
             t.start()
 
-    def _run(self) -> None:
+    @staticmethod
+    def _rest_caller(server, model: str, label: str | None):
+        url = f"{server.url}/v1/models/{model}{f'/labels/{label}' if label else ''}:predict"
         session = requests.Session()
+
+        def call() -> float:
+            response = session.post(url, json={"instances": [2.0]}, timeout=30)
+            if response.status_code != 200:
+                raise RuntimeError(response.text)
+            return response.json()["predictions"][0]
+
+        return call
+
+    @staticmethod
+    def _grpc_caller(server, model: str, label: str | None):
+        import grpc
+        import numpy as np
+        from tensorflow.core.framework import tensor_pb2
+        from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(
+            grpc.insecure_channel(server.grpc_target))
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = model
+        if label:
+            request.model_spec.version_label = label
+        request.inputs["x"].CopyFrom(tensor_pb2.TensorProto(
+            dtype=1, tensor_shape={"dim": [{"size": 1}]}, float_val=[2.0]))
+
+        def call() -> float:
+            response = stub.Predict(request, timeout=30)
+            return float(np.frombuffer(response.outputs["y"].tensor_content, "<f4")[0])
+
+        return call
+
+    def _run(self) -> None:
         while not self._stop.is_set() and time.monotonic() < self._deadline:
             try:
-                response = session.post(self.url, json={"instances": [2.0]}, timeout=30)
-                if response.status_code != 200:
-                    self.failures.append(response.text)
-                else:
-                    self.answers.append(response.json()["predictions"][0])
-            except requests.RequestException as e:
+                self.answers.append(self._call())
+            except Exception as e:  # requests' and gRPC's errors alike
                 self.failures.append(repr(e))
 
     def stop(self) -> None:
@@ -73,33 +106,38 @@ def reloading_server(tmp_path, examples):
     registry.publish(broken, "broken")
     env = {"MODELHUB_SERVING_CACHE": str(tmp_path / "cache")}
     with running_hub(store, tmp_path / "server.log", env=env,
-                     args=("--role", "all", "--poll-seconds", "0.3", "--workers", "1")) as server:
+                     args=("--role", "all", "--poll-seconds", "0.3", "--workers", "1"),
+                     grpc=True) as server:
         yield server, registry
 
 
 def test_new_versions_and_alias_moves_cause_no_failed_request(reloading_server, tmp_path):
+    """Under mixed REST and gRPC load, by version and by label."""
     server, registry = reloading_server
-    latest = LoadGenerator(f"{server.url}/v1/models/hpt:predict")
-    labelled = LoadGenerator(f"{server.url}/v1/models/hpt/labels/prod:predict")
+    latest = [LoadGenerator(server, "hpt", threads=2),
+              LoadGenerator(server, "hpt", grpc=True, threads=2)]
+    labelled = [LoadGenerator(server, "hpt", "prod", threads=2),
+                LoadGenerator(server, "hpt", "prod", grpc=True, threads=2)]
+    everyone = latest + labelled
     try:
-        wait_until(lambda: len(latest.answers) > 20)
+        wait_until(lambda: all(len(g.answers) > 20 for g in everyone))
         registry.publish(build_half_plus(tmp_path / "plus3", 3.0), "hpt")  # 0.5 * 2 + 3 = 4
-        wait_until(lambda: latest.answers[-1] == 4.0)
+        wait_until(lambda: all(g.answers[-1] == 4.0 for g in latest))
         status = requests.get(f"{server.url}/v1/models/hpt").json()["model_version_status"]
         assert [(s["version"], s["state"]) for s in status] == [("2", "AVAILABLE"), ("1", "AVAILABLE")]
-        assert labelled.answers[-1] == 3.0  # prod still points to version 1
+        assert all(g.answers[-1] == 3.0 for g in labelled)  # prod still points to version 1
 
         registry.set_alias("hpt", "prod", 2)
-        wait_until(lambda: labelled.answers[-1] == 4.0)
+        wait_until(lambda: all(g.answers[-1] == 4.0 for g in labelled))
         wait_until(lambda: requests.get(f"{server.url}/v1/models/hpt/versions/1").json()
                    ["model_version_status"][0]["state"] == "END")
-        count = len(latest.answers)
-        wait_until(lambda: len(latest.answers) > count + 20)  # still answering after unload
+        counts = [len(g.answers) for g in everyone]
+        wait_until(lambda: all(len(g.answers) > n + 20 for g, n in zip(everyone, counts)))
     finally:
-        latest.stop()
-        labelled.stop()
-    assert latest.failures == [] and labelled.failures == []
-    assert set(latest.answers) == {3.0, 4.0}
+        for generator in everyone:
+            generator.stop()
+    assert [g.failures for g in everyone] == [[], [], [], []]
+    assert all(set(g.answers) == {3.0, 4.0} for g in latest)
 
 
 def test_a_version_that_fails_to_load_is_end_with_its_error(reloading_server):

@@ -110,7 +110,7 @@ def test_status_metadata_and_model_list(serving_server):
                                                     "data": [1]}]}, 400, "dtype int32"),
     ("/v2/models/half_plus_two/infer", {"inputs": [{"name": "x", "shape": [1], "datatype": "FP99",
                                                     "data": [1]}]}, 400, "unknown datatype"),
-    ("/v2/models/half_plus_two/infer", {"nothing": 1}, 400, "list of 'inputs'"),
+    ("/v2/models/half_plus_two/infer", {"nothing": 1}, 400, "inputs: Missing data"),
 ])
 def test_bad_requests_get_tf_serving_error_bodies(serving_server, path, body, status, message):
     response = post(serving_server, path, body)

@@ -89,6 +89,11 @@ class HubProcess:
     log: Path
     store: str
     tokens: dict[str, str]
+    grpc_port: int = 0  # 0: gRPC off
+
+    @property
+    def grpc_target(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")
@@ -107,18 +112,20 @@ def make_tokens(store: str) -> dict[str, str]:
 
 @contextlib.contextmanager
 def running_hub(store: str, log: Path, env: dict | None = None,
-                args: tuple[str, ...] = ("--role", "hub")):
+                args: tuple[str, ...] = ("--role", "hub"), grpc: bool = False):
+    """`modelhub serve` on free ports (gRPC too, when `grpc`), until the block exits."""
     made = make_tokens(store)
     port = free_port()
+    grpc_port = free_port() if grpc else 0
     with open(log, "wb") as out:
         process = subprocess.Popen(
             [*modelhub_command(), "--store", store, "serve", "--port", str(port),
-             "--workers", "2", "--threads", "4", *args],
+             "--grpc-port", str(grpc_port), "--workers", "2", "--threads", "4", *args],
             stdout=out, stderr=subprocess.STDOUT, cwd=REPO, env={**os.environ, **(env or {})})
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for_http(f"{url}/readyz", process)
-        yield HubProcess(url, process, log, store, made)
+        yield HubProcess(url, process, log, store, made, grpc_port)
     finally:
         stop_process(process)
 

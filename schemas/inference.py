@@ -1,0 +1,114 @@
+"""The Open Inference Protocol's (KServe V2) request body, checked whole before anything runs.
+
+    {"id": "...", "parameters": {...},
+     "inputs":  [{"name": "x", "shape": [2, 3], "datatype": "FP32", "data": [...],
+                  "parameters": {"binary_data_size": 24}}],
+     "outputs": [{"name": "y", "parameters": {"binary_data": true}}]}
+
+`data` is left as it came: its values are checked against the tensor's datatype and shape when
+they become an array (one numpy call, not a field per number). Extra keys are ignored, as the
+protocol's other servers do; every key the protocol defines must have its type.
+"""
+from __future__ import annotations
+
+from marshmallow import EXCLUDE, INCLUDE, Schema, ValidationError, fields, validate, validates
+
+from schemas.errors import InvalidArgument
+
+#: The protocol's datatypes and the TensorFlow dtype each is.
+V2_TO_TF = {
+    "BOOL": "bool", "UINT8": "uint8", "UINT16": "uint16", "UINT32": "uint32", "UINT64": "uint64",
+    "INT8": "int8", "INT16": "int16", "INT32": "int32", "INT64": "int64",
+    "FP16": "float16", "FP32": "float32", "FP64": "float64", "BYTES": "string",
+}
+
+#: A tensor this large (elements) is refused before anything is allocated for it.
+MAX_ELEMENTS = 2**31 - 1
+
+
+def _strict_bool() -> fields.Boolean:
+    """true or false, not 1 or "yes"."""
+    return fields.Bool(truthy={True}, falsy={False})
+
+
+class ParametersSchema(Schema):
+    """The parameters the server reads (Triton's binary extension, and which signature to run);
+    others pass through untouched."""
+
+    class Meta:
+        unknown = INCLUDE
+
+    binary_data_size = fields.Int(strict=True, validate=validate.Range(min=0))
+    binary_data = _strict_bool()
+    binary_data_output = _strict_bool()
+    signature_name = fields.Str(validate=validate.Length(min=1))
+
+
+class InputTensorSchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    name = fields.Str(required=True, validate=validate.Length(min=1))
+    shape = fields.List(fields.Int(strict=True, validate=validate.Range(min=0)), required=True)
+    datatype = fields.Str(required=True, validate=validate.OneOf(
+        V2_TO_TF, error="unknown datatype {input!r}; one of {choices}"))
+    parameters = fields.Nested(ParametersSchema, load_default=dict)
+    data = fields.Raw()
+
+    @validates("shape")
+    def _not_too_large(self, shape: list[int], **_) -> None:
+        count = 1
+        for dim in shape:
+            count *= dim  # Python integers: no overflow
+        if count > MAX_ELEMENTS:
+            raise ValidationError(f"{count} elements is more than a tensor may hold "
+                                  f"({MAX_ELEMENTS})")
+
+
+class OutputTensorSchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    name = fields.Str(required=True, validate=validate.Length(min=1))
+    parameters = fields.Nested(ParametersSchema, load_default=dict)
+
+
+def _unique_names(tensors: list[dict]) -> None:
+    names = [t["name"] for t in tensors]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ValidationError(f"names must be unique; repeated: {', '.join(repeated)}")
+
+
+class InferenceRequestSchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    id = fields.Str()
+    parameters = fields.Nested(ParametersSchema, load_default=dict)
+    inputs = fields.List(fields.Nested(InputTensorSchema), required=True,
+                         validate=[validate.Length(min=1), _unique_names])
+    outputs = fields.List(fields.Nested(OutputTensorSchema), validate=_unique_names)
+
+
+_REQUEST = InferenceRequestSchema()
+
+
+def load_inference_request(body: object) -> dict:
+    """The request body, checked; InvalidArgument names every problem found."""
+    if not isinstance(body, dict):
+        raise InvalidArgument("the request must be a JSON object with a list of 'inputs'")
+    try:
+        return _REQUEST.load(body)
+    except ValidationError as e:
+        raise InvalidArgument(f"invalid inference request: {_flatten(e.messages)}") from None
+
+
+def _flatten(messages, prefix: str = "") -> str:
+    """marshmallow's nested messages as one line: `inputs.0.shape: Not a valid list.`"""
+    if isinstance(messages, dict):
+        return "; ".join(_flatten(v, prefix if k == "_schema" else f"{prefix}{k}.")
+                         for k, v in messages.items())
+    if isinstance(messages, list) and all(isinstance(m, str) for m in messages):
+        return f"{prefix.rstrip('.')}: {' '.join(messages)}" if prefix else " ".join(messages)
+    return "; ".join(_flatten(m, prefix) for m in messages)
