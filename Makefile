@@ -32,7 +32,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/publish_pull.py
 	$(BIN)/python benchmarks/http_pull.py
 
-# Prediction serving against in-process TensorFlow, bare Flask and MLflow (see benchmarks/serving.py)
+# Prediction serving against in-process TensorFlow, MLServer, BentoML and MLflow (see benchmarks/serving.py)
 bench-serving: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[test,bench]'
 	$(BIN)/python benchmarks/serving.py

@@ -101,19 +101,23 @@ def _percentile_ms(seconds: list[float], q: float) -> float:
 
 
 def inprocess(folder: Path, duration: float, batch: int, warmup: float, threads: int = 0,
-              min_calls: int = 5) -> dict:
+              min_calls: int = 5, device: str = "cpu") -> dict:
     import tensorflow as tf
+
+    placement = "/GPU:0" if device == "gpu" else "/CPU:0"
 
     meta = json.loads((folder / "meta.json").read_text())
     input_name, output_name = meta["input"]["name"], meta["output"]["name"]
-    function = tf.saved_model.load(str(folder / "saved_model")).signatures[SIGNATURE]
+    with tf.device(placement):  # the variables, and (below, in every thread) each call
+        function = tf.saved_model.load(str(folder / "saved_model")).signatures[SIGNATURE]
     row = np.load(folder / "input.npy")
     reference = np.load(folder / "reference.npy")
 
     def calls(array: np.ndarray, deadline: float, latencies: list[float]) -> None:
         now = time.perf_counter()
         while now < deadline or len(latencies) < min_calls:
-            function(**{input_name: tf.constant(array)})[output_name].numpy()
+            with tf.device(placement):
+                function(**{input_name: tf.constant(array)})[output_name].numpy()
             later = time.perf_counter()
             latencies.append(later - now)
             now = later
@@ -124,7 +128,8 @@ def inprocess(folder: Path, duration: float, batch: int, warmup: float, threads:
     results = {}
     for key, size, workers in runs:
         array = np.ascontiguousarray(np.repeat(row, size, axis=0))
-        out = function(**{input_name: tf.constant(array)})[output_name].numpy()
+        with tf.device(placement):
+            out = function(**{input_name: tf.constant(array)})[output_name].numpy()
         if not np.allclose(out, np.repeat(reference, size, axis=0), rtol=1e-3, atol=1e-5):
             raise SystemExit(f"in-process output of batch {size} differs from the reference")
         calls(array, time.perf_counter() + warmup, [])
@@ -144,7 +149,7 @@ def inprocess(folder: Path, duration: float, batch: int, warmup: float, threads:
             "rows_per_s": len(latencies) * size / elapsed,
             "p50_ms": _percentile_ms(latencies, 50), "p99_ms": _percentile_ms(latencies, 99),
         }
-    return {"model": meta["model"], "tensorflow": tf.__version__,
+    return {"model": meta["model"], "tensorflow": tf.__version__, "device": device,
             "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
             "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
             "results": results}
@@ -163,14 +168,15 @@ def main(argv: list[str] | None = None) -> None:
     p_run.add_argument("--batch", type=int, default=32)
     p_run.add_argument("--threads", type=int, default=0,
                        help="also batch 1 from this many threads at once (0: not)")
+    p_run.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if args.command == "build":
         for kind in args.models.split(","):
             build(args.folder / kind, kind)
     else:
-        json.dump(inprocess(args.folder, args.duration, args.batch, args.warmup, args.threads),
-                  sys.stdout)
+        json.dump(inprocess(args.folder, args.duration, args.batch, args.warmup, args.threads,
+                            device=args.device), sys.stdout)
         sys.stdout.write("\n")
 
 

@@ -31,6 +31,7 @@ from urllib.parse import urlparse
 from gunicorn.app.base import BaseApplication
 from uvicorn_worker import UvicornWorker
 
+from hub import native_log
 from hub.auth import load_secret, secret_file_for
 from schemas.errors import InvalidArgument
 from schemas.settings import Settings
@@ -188,6 +189,7 @@ class Server(BaseApplication):
                               worker.pid, result.unconfined_threads)
         if self.settings.access_log:
             _queue_access_log()
+        native_log.filter_stderr()  # before TensorFlow is imported, after confinement
 
     def child_exit(self, arbiter, worker) -> None:
         from prometheus_client import multiprocess

@@ -9,6 +9,7 @@ from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validat
 
 from schemas.manifest import (
     ALIAS_PATTERN,
+    MAX_VERSION,
     ArtifactSchema,
     DescriptionSchema,
     ManifestSchema,
@@ -24,6 +25,10 @@ OP_PATTERN = re.compile(r"\A[A-Za-z_][A-Za-z0-9_]{0,127}\Z")
 #: TFLite conversion modes: none (float32), dynamic (int8 weights, float activations),
 #: float16 (float16 weights), int8 (full integer, calibrated on samples; float32 inputs/outputs).
 QUANTIZE_MODES = ("none", "dynamic", "float16", "int8")
+
+
+#: Standard base64, padded (what OpenAPI's format byte means).
+BASE64_PATTERN = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
 
 
 class Base64Bytes(fields.Field):
@@ -58,9 +63,11 @@ class PublishMetadataSchema(DescriptionSchema, _Request):
 
 
 class AliasRequestSchema(_Request):
-    version = fields.Int(required=True, strict=True, validate=validate.Range(min=1))
+    version = fields.Int(required=True, strict=True,
+                         validate=validate.Range(min=1, max=MAX_VERSION))
     #: Move only if the alias points here now (compare-and-swap); omitted: move unconditionally.
-    expected_version = fields.Int(allow_none=True, load_default=None, strict=True)
+    expected_version = fields.Int(allow_none=True, load_default=None, strict=True,
+                                  validate=validate.Range(min=1, max=MAX_VERSION))
 
 
 class TokenRequestSchema(_Request):
@@ -90,7 +97,7 @@ class ConvertRequestSchema(_Request):
     allow_select_tf_ops = fields.Bool(load_default=False)
     thresholds = fields.Nested(ParityThresholdsSchema, load_default=dict)
     samples = Base64Bytes(allow_none=True, load_default=None, metadata={
-        "type": "string", "format": "byte",
+        "type": "string", "format": "byte", "pattern": BASE64_PATTERN,
         "description": "an .npz file, base64: one array per input name, first axis = samples; "
                        "omitted: samples are generated from the signature"})
 

@@ -22,6 +22,8 @@ NAME_PATTERN = re.compile(r"\A[a-z0-9][a-z0-9._-]{0,127}\Z")
 ALIAS_PATTERN = re.compile(r"\A[a-z][a-z0-9._-]{0,63}\Z")
 #: Version numbers: plain ASCII digits (str.isdigit() also takes "²" and "٣").
 VERSION_PATTERN = re.compile(r"\A[1-9][0-9]{0,17}\Z")
+#: The largest version number VERSION_PATTERN allows (18 digits).
+MAX_VERSION = 10**18 - 1
 SHA256_PATTERN = re.compile(r"\A[0-9a-f]{64}\Z")
 #: Artifact names (`tflite-int8`, `tflite-none-classify`): they become store keys and URL parts.
 ARTIFACT_PATTERN = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,199}\Z")

@@ -57,11 +57,20 @@ class IntList(fields.List):
 
 
 def cpu_cores() -> int:
-    """The cores this process may run on (a container's CPU set, not the host's count)."""
+    """The cores this process may use: its CPU set, and a container's CPU quota (cgroup v2's
+    cpu.max, rounded up), not the host's count."""
     try:
-        return len(os.sched_getaffinity(0))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
+    try:
+        with open("/sys/fs/cgroup/cpu.max") as f:
+            quota, period = f.read().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, -(-int(quota) // int(period))))
+    except (OSError, ValueError):
+        pass
+    return cores
 
 
 class BatchingKnobs(Schema):

@@ -24,6 +24,7 @@ from schemas.serving import (
     RUNTIMES,
     BatchingKnobs,
     BatchingOptions,
+    cpu_cores,
 )
 
 ROLES = ("all", "hub", "serving")
@@ -245,10 +246,10 @@ class Settings:
         if self.workers:
             return self.workers
         if self.role == "hub":
-            return max(2, min(4, os.cpu_count() or 1))  # transfers are I/O bound
+            return max(2, min(4, cpu_cores()))  # transfers are I/O bound
         # One event loop per core: a worker is one Python interpreter, whose lock is the
         # limit. Each worker holds its own copy of every model (use --workers 1 for big ones).
-        return os.cpu_count() or 1
+        return cpu_cores()
 
     @property
     def serves(self) -> bool:

@@ -57,23 +57,9 @@ from .served import (
     UNLOADING,
     ServedVersion,
 )
-from .tensors import NUMPY_DTYPES
+from . import warmup
 
 log = logging.getLogger(__name__)
-
-
-def _warmup_inputs(spec_inputs: dict, rows: int) -> dict[str, np.ndarray]:
-    """Inputs built from a signature's specs: `rows` rows of zeros or empty strings."""
-    inputs = {}
-    for key, spec in spec_inputs.items():
-        shape = [d if d is not None and d >= 0 else 1 for d in (spec["shape"] or [1])]
-        if spec["shape"] and spec["shape"][0] == -1:
-            shape[0] = rows
-        if spec["dtype"] == "string":
-            inputs[key] = np.full(shape, b"", dtype=object)
-        else:
-            inputs[key] = np.zeros(shape, dtype=NUMPY_DTYPES[spec["dtype"]])
-    return inputs
 
 
 def _model_configs(settings: Settings) -> list[ModelConfig] | None:
@@ -302,6 +288,7 @@ class ModelManager:
         started = time.perf_counter()
         try:
             config = self._config(name)
+            folder = None  # the SavedModel's, when TensorFlow runs it
             served.manifest = self.registry.manifest(name, version)
             if (config.runtime or self.runtime) == "tflite":
                 # LiteRT runs the converted file, but a graph refused at its source is refused
@@ -327,9 +314,10 @@ class ModelManager:
                     for sig_name in served.runtime.signature_names()
                     if sig_name in signatures and batchable(signatures[sig_name])}
             warm = time.perf_counter()
+            features = self._example_features(served, folder)
             for sig_name in served.runtime.signature_names():
                 if sig_name in signatures:
-                    self._warm_up(served, sig_name, signatures[sig_name])
+                    self._warm_up(served, sig_name, signatures[sig_name], features)
             served.warmup_seconds = time.perf_counter() - warm
             served.last_used = time.monotonic()
             served.state = AVAILABLE
@@ -379,19 +367,29 @@ class ModelManager:
         raise UnsafeModel(f"the graph can reach outside the model: {verdict.summary()}")
 
     @staticmethod
-    def _warm_up(served: ServedVersion, sig_name: str, sig: dict) -> None:
+    def _example_features(served: ServedVersion, folder: Path | None) -> list | None:
+        """The tf.Example features the graph's parsers require (None: no parser to feed)."""
+        if folder is None:
+            return None
+        try:
+            return warmup.example_features(folder)
+        except Exception as e:  # an unusual graph: its parsers stay cold, nothing else
+            log.info("%s/%d: no tf.Example features for warm-up: %s", served.name,
+                     served.version, first_line(e))
+            return None
+
+    @staticmethod
+    def _warm_up(served: ServedVersion, sig_name: str, sig: dict, features: list | None) -> None:
         """Run the signature once per batch size it will see (1, and the batcher's sizes) so
-        the first real requests do not pay for tracing and allocation. Generated inputs (zeros,
-        empty strings) may not suit every signature (an empty string is not a valid tf.Example
-        for a parser with required features); such a signature stays cold, which costs time,
-        not correctness."""
+        the first real requests do not pay for tracing and allocation (see `warmup`). Inputs
+        that still do not suit a signature leave it cold, which costs time, not correctness."""
         batcher = served.batchers.get(sig_name)
         sizes = {1}
         if batcher is not None:
             sizes |= {batcher.options.max_batch_size, *batcher.options.allowed_batch_sizes}
         try:
             for rows in sorted(sizes):
-                served.runtime.run(sig_name, _warmup_inputs(sig["inputs"], rows))
+                served.runtime.run(sig_name, warmup.inputs_for(sig, rows, features))
         except Exception as e:
             log.info("%s/%d: signature %s not warmed up: %s", served.name, served.version,
                      sig_name, first_line(e))

@@ -38,6 +38,22 @@ _GRPC_CODES = {1: "CANCELLED", 2: "UNKNOWN", 3: "INVALID_ARGUMENT", 4: "DEADLINE
                15: "DATA_LOSS", 16: "UNAUTHENTICATED"}
 
 
+#: Lines of a TensorFlow error that say where, not what.
+_WHERE_LINES = ("Graph execution error", "Detected at node", "<stack traces unavailable>",
+                "File \"", "[[")
+
+
+def tf_error_message(error: Exception) -> str:
+    """What went wrong, from a TensorFlow error: its first line that is not a header, a stack
+    frame or a node annotation ("End of sequence", not "Graph execution error:")."""
+    text = getattr(error, "message", None) or str(error)
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith(_WHERE_LINES):
+            return first_line(line)
+    return first_line(error)
+
+
 class TensorFlowRuntime:
     name = "tensorflow"
     platform = "tensorflow_savedmodel"
@@ -63,10 +79,10 @@ class TensorFlowRuntime:
             try:
                 outputs = function(**{k: tf.constant(v) for k, v in arrays.items()})
             except (tf.errors.InvalidArgumentError, ValueError, TypeError) as e:
-                raise InvalidArgument(first_line(e)) from e
+                raise InvalidArgument(tf_error_message(e)) from e
             except tf.errors.OpError as e:  # NotFound, FailedPrecondition, OutOfRange, ...
-                raise ModelRuntimeError(first_line(e), _GRPC_CODES.get(e.error_code,
-                                                                        "UNKNOWN")) from e
+                raise ModelRuntimeError(tf_error_message(e), _GRPC_CODES.get(e.error_code,
+                                                                              "UNKNOWN")) from e
         return {k: v.numpy() for k, v in outputs.items()}
 
 

@@ -53,11 +53,20 @@ def to_bytes(value, where: str) -> bytes:
     raise TensorError(f"{where}: expected a string or {{\"b64\": ...}}, got {type(value).__name__}")
 
 
-def _string_array(value, where: str) -> np.ndarray:
-    def convert(v):
-        return [convert(x) for x in v] if isinstance(v, list) else to_bytes(v, where)
+#: numpy's limit on dimensions: deeper nesting cannot be a tensor.
+MAX_RANK = 64
 
-    converted = convert(value)
+
+def _string_array(value, where: str) -> np.ndarray:
+    def convert(v, depth: int):
+        if not isinstance(v, list):
+            return to_bytes(v, where)
+        if depth >= MAX_RANK:
+            raise TensorError(f"{where}: lists nested deeper than a tensor's {MAX_RANK} "
+                              "dimensions")
+        return [convert(x, depth + 1) for x in v]
+
+    converted = convert(value, 0)
     try:
         # Build the object array by shape first: np.array on a list of bytes would make a
         # fixed-width bytes array, stripping trailing NULs.
@@ -70,6 +79,19 @@ def _string_array(value, where: str) -> np.ndarray:
 
 
 # --- JSON values -> arrays ----------------------------------------------------------------------
+
+#: Doubles hold every integer up to here exactly, and no odd one beyond.
+_EXACT_INTEGERS = 2.0**53
+
+
+def _has_bools(value) -> bool:
+    """Whether nested lists hold a JSON true or false (at C speed per innermost list)."""
+    if not isinstance(value, list):
+        return isinstance(value, bool)
+    if value and isinstance(value[0], list):
+        return any(_has_bools(v) for v in value)
+    return bool in set(map(type, value))
+
 
 def check_shape(array: np.ndarray, shape: list[int] | None, where: str) -> None:
     """Raise unless `array` fits a signature shape (-1 = any size, None = any rank)."""
@@ -94,12 +116,21 @@ def to_array(value, dtype: str, where: str) -> np.ndarray:
         raise TensorError(f"{where}: ragged nested lists: {e}") from e
     if array.dtype == object or array.dtype.kind in "USV":
         raise TensorError(f"{where}: expected {dtype} values, got {array.dtype.name} data")
-    if array.dtype.kind == "f" and np.dtype(np_dtype).kind in "iub":
+    target = np.dtype(np_dtype)
+    if target.kind == "b":
+        if array.dtype.kind != "b":
+            raise TensorError(f"{where}: expected true/false values for a bool tensor")
+    elif array.dtype.kind == "b" or (not isinstance(value, np.ndarray) and _has_bools(value)):
+        # numpy would read true as 1 (and [true, 2.5] as [1.0, 2.5]) without a trace
+        raise TensorError(f"{where}: expected {dtype} values, got true/false")
+    if array.dtype.kind == "f" and target.kind in "iu":
         if not np.all(np.isfinite(array)) or np.any(array != np.round(array)):
             raise TensorError(f"{where}: expected {dtype} values, got fractional numbers")
-    if np.dtype(np_dtype).kind == "b" and array.dtype.kind != "b":
-        raise TensorError(f"{where}: expected true/false values for a bool tensor")
-    target = np.dtype(np_dtype)
+        if array.size and np.max(np.abs(array)) >= _EXACT_INTEGERS:
+            # JSON parsers read integers this large as doubles, which lose their last digits
+            # (-2**63 - 1 would become -2**63): refuse rather than run another number.
+            raise TensorError(f"{where}: integers beyond ±2**53 cannot be read exactly from "
+                              "JSON; send them as a binary V2 tensor or over gRPC")
     if target.kind in "iu" and array.size:
         # numpy wraps integers silently (300 -> 44 in uint8); refuse instead.
         info = np.iinfo(target)

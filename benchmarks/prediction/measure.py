@@ -12,6 +12,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from tests.support.cpu import (
     children_cpu_seconds,
     machine_busy_seconds,
@@ -19,7 +21,7 @@ from tests.support.cpu import (
     tree_cpu_seconds,
     wait_for_quiet,
 )
-from tests.support.loadgen import COMMANDS, Request
+from tests.support.loadgen import load_command
 from tests.support.processes import REPO, Server
 
 from .bodies import Body, check_answer
@@ -43,11 +45,6 @@ class Plan:
     max_duration: float = 60.0  # how long a measurement with too few answers may be made
 
 
-def load_command(generator: str, url: str, req: Request, concurrency: int, seconds: float):
-    command, parse = COMMANDS[generator]
-    return command(url, req, concurrency, seconds), parse
-
-
 def run_load(command: list[str], parse, server_pid: int) -> dict:
     """Run the load generator to its end; its summary plus where the CPU went meanwhile."""
     busy, own, kids = machine_busy_seconds(), own_cpu_seconds(), children_cpu_seconds()
@@ -69,30 +66,49 @@ def run_load(command: list[str], parse, server_pid: int) -> dict:
         "requests": ok, "errors": errors + result["transport_errors"],
         "requests_per_s": ok / result["seconds"] if result["seconds"] else 0.0,
         "server_cpus": srv / wall, "load_generator_cpus": gen / wall,
+        # CPU time the server spent per answered request (all its processes), in ms
+        "server_ms_per_request": round(srv / ok * 1000, 3) if ok else None,
         "other_cpus": max(0.0, other) / wall, "wall_s": wall,
     })
     return result
 
 
-def measure(srv: Server, label: str, reqs: list[Body], plan: Plan, references: dict,
-            compare: bool, records: list[dict], generator: str, workers: int = 1) -> None:
+@dataclass(frozen=True)
+class ModelData:
+    """What the benchmark knows of a model: its signature's names and shapes, the row every
+    request sends, and the prediction TensorFlow gives for it in-process."""
+
+    meta: dict
+    row: np.ndarray
+    reference: np.ndarray
+
+
+def url_of(srv: Server, body: Body) -> str:
+    if body.fmt == "grpc":
+        return f"http://127.0.0.1:{srv.grpc_port}{body.request.path}"
+    return srv.url + body.request.path
+
+
+def measure(srv: Server, label: str, bodies: list[Body], plan: Plan,
+            models: dict[str, ModelData], records: list[dict], workers: int = 1) -> None:
     """Check the answers of each request kind, then time each at every concurrency of the plan."""
-    for body in reqs:
-        check_answer(srv, body, references[body.model], compare, times=4 * workers)
+    for body in bodies:
+        data = models[body.model]
+        check_answer(srv, body, data.reference, data.meta, data.row, times=4 * workers)
     pid = srv.process.pid
-    for body in reqs:
-        req = body.request
-        url = srv.url + req.path
+    for body in bodies:
+        req, generator = body.request, body.generator or plan.generator
+        url = url_of(srv, body)
         if plan.warmup > 0:  # first calls, connections, threads: at c=1, untimed
             run_load(*load_command(generator, url, req, 1, plan.warmup), pid)
-        for conc in plan.concurrency[req.model]:
-            seconds = plan.durations[req.model]
+        for conc in plan.concurrency[body.model]:
+            seconds = plan.durations[body.model]
             command, parse = load_command(generator, url, req, conc, seconds)
             waited = wait_for_quiet(pid, plan.quiet_wait, QUIET_CPUS)
             result = run_load(command, parse, pid)
             used = generator
-            if result["requests"] < MIN_ANSWERS and result["errors"] == 0:
-                # A slow server (MLflow with images): too few answers for percentiles, and wrk
+            if result["requests"] < MIN_ANSWERS and result["errors"] == 0 and generator != "h2load":
+                # A slow server (a peer with images): too few answers for percentiles, and wrk
                 # drops the requests in flight at its deadline. Measure longer, with hey if there
                 # is one, which waits for them (at these rates its CPU use does not matter).
                 longer = min(plan.max_duration, seconds * max(2, math.ceil(
@@ -123,12 +139,13 @@ def measure(srv: Server, label: str, reqs: list[Body], plan: Plan, references: d
             print(f"  {body.model:5} {body.fmt:6} c={conc:<3} {record['requests_per_s']:9.1f} req/s  "
                   f"p50 {fmt_ms(record['p50_ms'])} ms  p99 {fmt_ms(record['p99_ms'])} ms  "
                   f"errors {record['errors']}  CPU server {record['server_cpus']:.2f} "
-                  f"{used} {record['load_generator_cpus']:.2f} "
-                  f"other {record['other_cpus']:.2f}", flush=True)
+                  f"({record['server_ms_per_request']} ms/req) {used} "
+                  f"{record['load_generator_cpus']:.2f} other {record['other_cpus']:.2f}",
+                  flush=True)
 
 
 def run_inprocess(models_dir: Path, model: str, seconds: float, warmup: float,
-                  quiet_wait: float, threads: int) -> dict:
+                  quiet_wait: float, threads: int, device: str = "cpu") -> dict:
     """models.py's in-process timing in a child process (measured again, like the servers, when
     other processes took more than BUSY_CPUS meanwhile)."""
     def once() -> dict:
@@ -138,7 +155,7 @@ def run_inprocess(models_dir: Path, model: str, seconds: float, warmup: float,
         done = subprocess.run([sys.executable, str(BENCH_DIR / "models.py"), "inprocess",
                                str(models_dir / model), "--duration", str(seconds),
                                "--warmup", str(warmup), "--batch", "32",
-                               "--threads", str(threads)],
+                               "--threads", str(threads), "--device", device],
                               capture_output=True, text=True, check=False, cwd=REPO)
         wall = time.perf_counter() - started
         if done.returncode != 0:

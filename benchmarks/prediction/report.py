@@ -1,5 +1,5 @@
-"""The serving benchmark's report: ratios against the in-process limits and bare Flask, the
-tables, the targets of the serving work (each PASS or MISS), and the plot."""
+"""The serving benchmark's report: ratios against the in-process limits and MLServer, the tables,
+the targets of the serving work (each PASS or MISS), and the plot."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,14 +9,17 @@ if TYPE_CHECKING:
     from .measure import Plan
 
 MODEL_TITLES = {"dense": "dense 784->256->10", "image": "MobileNetV2 224x224x3"}
-FORMATS = {"dense": ("json",), "image": ("json", "binary")}
+#: What modelhub is measured with, per model.
+FORMATS = {"dense": ("json", "v2json", "grpc"), "image": ("binary", "grpc")}
 IN_B1, IN_BATCH = "in-process, batch 1", "in-process, batch 32"
 IN_THREADS = "in-process, batch 1, threads"
-BARE, MLFLOW = "bare Flask", "MLflow"
-MH_OFF, MH_ON = "modelhub, batching off", "modelhub, batching on"
+MH = "modelhub"
+MH_SLOW = "modelhub, with 64 slow clients"
+MLSERVER_ON, MLSERVER_OFF = "MLServer 1.7, adaptive batching", "MLServer 1.7, no batching"
+BENTOML = "BentoML 1.4, adaptive batching"
+MLFLOW = "MLflow"
+ORDER = (IN_B1, IN_BATCH, IN_THREADS, MH, MH_SLOW, MLSERVER_ON, MLSERVER_OFF, BENTOML, MLFLOW)
 GENERATORS = ("wrk", "hey")
-#: "far ahead of MLflow": at least this many times MLflow's rows/s, and a lower p50
-FAR_AHEAD = 2.0
 #: a measurement during which other processes took more cores than this is marked skewed
 BUSY_CPUS = 0.25
 
@@ -50,41 +53,42 @@ def inprocess_rows(inproc: dict) -> list[dict]:
 def with_ratios(model: str, inproc: dict, records: list[dict]) -> list[dict]:
     b1 = inproc["results"]["batch_1"]
     b32 = inproc["results"]["batch_32"]
-    bare = {(r["format"], r["concurrency"]): r for r in records
-            if r["model"] == model and r["config"] == BARE}
-    order = [IN_B1, IN_BATCH, IN_THREADS, BARE, *(f"{BARE} ({g})" for g in GENERATORS),
-             MH_OFF, MH_ON, MLFLOW]
+    mlserver = {r["concurrency"]: r for r in records
+                if r["model"] == model and r["config"] == MLSERVER_ON}
     served = sorted((r for r in records if r["model"] == model),
-                    key=lambda r: order.index(r["config"]) if r["config"] in order else len(order))
+                    key=lambda r: ORDER.index(r["config"]) if r["config"] in ORDER else len(ORDER))
     rows = []
     for r in inprocess_rows(inproc) + served:
-        base = bare.get((r["format"], r["concurrency"]))
+        peer = mlserver.get(r["concurrency"])
         rows.append({**r,
                      "x_inprocess_b1": r["rows_per_s"] / b1["rows_per_s"],
                      "x_inprocess_batched": r["rows_per_s"] / b32["rows_per_s"],
-                     "x_bare": (r["requests_per_s"] / base["requests_per_s"]
-                                if base and base["requests_per_s"] else None),
+                     "x_mlserver": (r["rows_per_s"] / peer["rows_per_s"]
+                                    if peer and peer["rows_per_s"] and r["config"] != IN_B1
+                                    and not r["config"].startswith("in-process") else None),
                      "p50_minus_inprocess_ms": (r["p50_ms"] - b1["p50_ms"]
                                                 if r["p50_ms"] is not None else None)})
     return rows
 
 
 TABLE_HEADER = ("configuration", "format", "conc", "req/s", "rows/s", "p50 ms", "p99 ms", "errors",
-                "x b1", "x b32", "x bare", "+p50 ms", "CPU srv/gen/other")
+                "x b1", "x b32", "x MLServer", "+p50 ms", "CPU ms/req", "CPU srv/gen/other")
 
 
 def table_cells(r: dict, generator: str) -> tuple[str, ...]:
-    """One table row; `*` after req/s: measured with the other load generator (slow server)."""
+    """One table row; `*` after req/s: measured with hey instead (a slow server)."""
     cpu = ("-" if "server_cpus" not in r
            else f"{r['server_cpus']:.2f}/{r['load_generator_cpus']:.2f}/{r['other_cpus']:.2f}"
            + ("!" if r["other_cpus"] > BUSY_CPUS else ""))
     delta = r["p50_minus_inprocess_ms"]
-    other = r.get("load_generator", generator) != generator and not r["config"].startswith(BARE)
+    other = r.get("load_generator", generator) not in (generator, "h2load")
+    per_request = r.get("server_ms_per_request")
     return (r["config"], r["format"], str(r["concurrency"]),
             fmt_rate(r["requests_per_s"]) + ("*" if other else ""),
             fmt_rate(r["rows_per_s"]), fmt_ms(r["p50_ms"]), fmt_ms(r["p99_ms"]), str(r["errors"]),
             fmt_ratio(r["x_inprocess_b1"]), fmt_ratio(r["x_inprocess_batched"]),
-            fmt_ratio(r["x_bare"]), "-" if delta is None else f"{delta:+.2f}", cpu)
+            fmt_ratio(r["x_mlserver"]), "-" if delta is None else f"{delta:+.2f}",
+            "-" if per_request is None else f"{per_request:.3f}", cpu)
 
 
 def markdown_table(rows: list[tuple[str, ...]]) -> str:
@@ -101,73 +105,75 @@ def find(rows: list[dict], config: str, fmt: str, conc: int) -> dict | None:
     return None
 
 
-def evaluate_targets(tables: dict[str, list[dict]], plan: Plan) -> list[dict]:
-    """Every target of the serving work, for each modelhub configuration that was measured."""
+def evaluate_targets(tables: dict[str, list[dict]], plan: Plan,
+                     slow: dict | None = None) -> list[dict]:
+    """Every target of the serving work whose measurements were made (`slow`: the slow-client
+    run, see slowclients.py)."""
     targets = []
 
-    def add(name: str, config: str, value: float | None, threshold: float, passed: bool | None,
-            detail: str):
-        targets.append({"target": name, "config": config, "value": value, "threshold": threshold,
+    def add(name: str, value: float | None, threshold: float, passed: bool | None, detail: str):
+        targets.append({"target": name, "config": MH, "value": value, "threshold": threshold,
                         "result": "N/A" if passed is None else ("PASS" if passed else "MISS"),
                         "detail": detail})
 
-    for config in (MH_ON, MH_OFF):
-        dense = tables.get("dense")
-        if dense:
-            top = max(plan.concurrency["dense"])
-            r = find(dense, config, "json", top)
-            b1 = find(dense, IN_B1, "-", 1)
-            bare = find(dense, BARE, "json", top)
+    dense = tables.get("dense")
+    if dense:
+        top = max(plan.concurrency["dense"])
+        b1 = find(dense, IN_B1, "-", 1)
+        peer = find(dense, MLSERVER_ON, "v2json", top)
+        for fmt, threshold in (("json", 1.0), ("grpc", 1.2)):
+            r = find(dense, MH, fmt, top)
+            if not r:
+                continue
+            ratio = r["rows_per_s"] / b1["rows_per_s"]
+            add(f"dense, {fmt}, c={top}: rows/s >= {threshold}x in-process batch 1", ratio,
+                threshold, ratio >= threshold and r["errors"] == 0,
+                f"{fmt_ratio(ratio)} ({fmt_rate(r['rows_per_s'])} vs "
+                f"{fmt_rate(b1['rows_per_s'])} rows/s)")
+            if peer and peer["rows_per_s"]:
+                ratio = r["rows_per_s"] / peer["rows_per_s"]
+                add(f"dense, {fmt}, c={top}: >= 2.5x MLServer with adaptive batching", ratio,
+                    2.5, ratio >= 2.5 and r["errors"] == 0,
+                    f"{fmt_ratio(ratio)} ({fmt_rate(r['rows_per_s'])} vs "
+                    f"{fmt_rate(peer['rows_per_s'])} rows/s)")
+        v1, v2 = find(dense, MH, "json", top), find(dense, MH, "v2json", top)
+        if v1 and v2:
+            ratio = v2["rows_per_s"] / v1["rows_per_s"]
+            add(f"dense, c={top}: /v2 JSON within 10% of /v1 JSON", ratio, 0.9, ratio >= 0.9,
+                f"{fmt_ratio(ratio)}")
+        for fmt in ("json", "grpc"):
+            r = find(dense, MH, fmt, 1)
+            if r and r["p50_ms"] is not None:
+                delta = r["p50_ms"] - b1["p50_ms"]
+                add(f"dense, {fmt}, c=1: p50 <= in-process p50 + 0.6 ms", delta, 0.6,
+                    delta <= 0.6, f"{fmt_ms(r['p50_ms'])} ms vs {fmt_ms(b1['p50_ms'])} ms "
+                                  f"({delta:+.2f} ms)")
+        r = find(dense, MH, "json", top)
+        if r and r.get("server_ms_per_request") is not None:
+            cost = r["server_ms_per_request"]
+            add(f"dense, json, c={top}: server CPU per request <= 0.35 ms", cost, 0.35,
+                cost <= 0.35, f"{cost:.3f} ms")
+    image = tables.get("image")
+    if image:
+        top = max(plan.concurrency["image"])
+        batched = find(image, IN_BATCH, "-", 1)
+        for fmt in ("binary", "grpc"):
+            r = find(image, MH, fmt, top)
             if r:
-                ratio = r["rows_per_s"] / b1["rows_per_s"]
-                add(f"dense, json, c={top}: rows/s >= 1.0x in-process batch 1", config, ratio, 1.0,
-                    ratio >= 1.0 and r["errors"] == 0, f"{fmt_ratio(ratio)}")
-                if bare:
-                    ratio = r["rows_per_s"] / bare["rows_per_s"]
-                    add(f"dense, json, c={top}: req/s >= 0.9x bare Flask", config, ratio, 0.9,
-                        ratio >= 0.9 and r["errors"] == 0, f"{fmt_ratio(ratio)}")
-        for model, rows in tables.items():
-            b1 = find(rows, IN_B1, "-", 1)
-            for fmt in FORMATS[model]:
-                r = find(rows, config, fmt, 1)
-                if r and r["p50_ms"] is not None:
-                    delta = r["p50_ms"] - b1["p50_ms"]
-                    add(f"{model}, {fmt}, c=1: p50 <= in-process p50 + 1.5 ms", config, delta, 1.5,
-                        delta <= 1.5, f"{fmt_ms(r['p50_ms'])} ms vs {fmt_ms(b1['p50_ms'])} ms "
-                                      f"({delta:+.2f} ms)")
-        image = tables.get("image")
-        if image and config == MH_ON:
-            top = max(plan.concurrency["image"])
-            batched = find(image, IN_BATCH, "-", 1)
-            for fmt, threshold in (("binary", 0.9), ("json", 0.5)):
-                r = find(image, config, fmt, top)
-                if r:
-                    ratio = r["rows_per_s"] / batched["rows_per_s"]
-                    add(f"image, {fmt}, c={top}: images/s >= {threshold}x in-process batched",
-                        config, ratio, threshold, ratio >= threshold and r["errors"] == 0,
-                        f"{fmt_ratio(ratio)} ({fmt_rate(r['rows_per_s'])} vs "
-                        f"{fmt_rate(batched['rows_per_s'])} images/s)")
-        for model, rows in tables.items():
-            for fmt in FORMATS[model]:
-                for conc in plan.concurrency[model]:
-                    r, peer = find(rows, config, fmt, conc), find(rows, MLFLOW, "json", conc)
-                    if not r or not peer:
-                        continue
-                    if not peer["rows_per_s"]:
-                        add(f"{model}, {fmt}, c={conc}: >= {FAR_AHEAD:g}x MLflow's rows/s "
-                            "and a lower p50", config, None, FAR_AHEAD, None,
-                            f"MLflow answered nothing ({peer['errors']} errors)")
-                        continue
-                    ratio = r["rows_per_s"] / peer["rows_per_s"]
-                    # too few answers for hey to give a p50 (MLflow, image): compare means
-                    ours, theirs = ((r["p50_ms"], peer["p50_ms"]) if peer["p50_ms"] is not None
-                                    else (r.get("mean_ms"), peer.get("mean_ms")))
-                    faster = ours is not None and theirs is not None and ours < theirs
-                    add(f"{model}, {fmt}, c={conc}: >= {FAR_AHEAD:g}x MLflow's rows/s "
-                        "and a lower p50", config, ratio, FAR_AHEAD,
-                        ratio >= FAR_AHEAD and faster and r["errors"] == 0,
-                        f"{fmt_ratio(ratio)}, {'p50' if peer['p50_ms'] is not None else 'mean'} "
-                        f"{fmt_ms(ours)} vs {fmt_ms(theirs)} ms")
+                ratio = r["rows_per_s"] / batched["rows_per_s"]
+                add(f"image, {fmt}, c={top}: images/s >= 1.0x in-process batch 32", ratio, 1.0,
+                    ratio >= 1.0 and r["errors"] == 0,
+                    f"{fmt_ratio(ratio)} ({fmt_rate(r['rows_per_s'])} vs "
+                    f"{fmt_rate(batched['rows_per_s'])} images/s)")
+    if slow:
+        ratio = slow["loaded_rps"] / slow["unloaded_rps"] if slow["unloaded_rps"] else 0.0
+        add("64 slow-header clients: 32 normal clients keep >= 90% of their throughput",
+            ratio, 0.9, ratio >= 0.9 and slow["errors"] == 0,
+            f"{fmt_ratio(ratio)} ({fmt_rate(slow['loaded_rps'])} vs "
+            f"{fmt_rate(slow['unloaded_rps'])} req/s, {slow['errors']} errors)")
+        add("64 slow-header clients: /healthz answers in < 100 ms", slow["healthz_max_ms"], 100,
+            slow["healthz_max_ms"] < 100 and slow["healthz_failures"] == 0,
+            f"slowest of {slow['healthz_checks']}: {fmt_ms(slow['healthz_max_ms'])} ms")
     return targets
 
 

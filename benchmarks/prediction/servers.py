@@ -1,13 +1,15 @@
-"""The servers of the serving benchmark, besides modelhub itself: readiness checks, and MLflow
-installed into its own environment (kept between runs)."""
+"""The servers of the serving benchmark, besides modelhub itself: readiness checks, and the
+peers (MLServer, BentoML, MLflow), each installed into an environment of its own (kept between
+runs), with what they serve."""
 from __future__ import annotations
 
-import contextlib
+import json
 import shlex
 import shutil
 import subprocess
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import requests
@@ -15,8 +17,6 @@ import requests
 from tests.support.processes import REPO
 
 BENCH_DIR = Path(__file__).resolve().parent.parent
-MLFLOW_VENV = BENCH_DIR / ".mlflow-venv"
-MLFLOW_REQUIREMENT = "mlflow>=3,<4"
 
 
 def source_version() -> dict:
@@ -47,62 +47,60 @@ def status_ok(path: str) -> Callable[[str], bool]:
     return lambda url: requests.get(url + path, timeout=5).status_code == 200
 
 
-# --- MLflow ---------------------------------------------------------------------------------------
+# --- peers, each in an environment of its own ------------------------------------------------
 
 def tensorflow_version() -> str:
     from importlib.metadata import version
 
-    for dist in ("tensorflow-cpu", "tensorflow"):
-        with contextlib.suppress(Exception):
-            return version(dist)
-    raise RuntimeError("TensorFlow is not installed in this environment")
+    return version("tensorflow")
 
 
-def ensure_mlflow(install: bool) -> tuple[Path | None, str]:
-    """MLflow's environment (created once, then reused): (its bin folder or None, what happened)."""
-    tf_dist = _tf_dist_name()
-    wanted = f"{MLFLOW_REQUIREMENT} {tf_dist}=={tensorflow_version()}"
-    stamp = MLFLOW_VENV / ".installed"
-    bin_dir = MLFLOW_VENV / "bin"
-    if stamp.is_file() and stamp.read_text().strip() == wanted and (bin_dir / "mlflow").exists():
-        return bin_dir, f"reused {MLFLOW_VENV}"
-    if (bin_dir / "mlflow").exists() and not stamp.exists():
-        # made by hand with the same packages: check what it holds and adopt it
-        probe = subprocess.run([str(bin_dir / "python"), "-c",
-                                "from importlib.metadata import version as v; "
-                                f"print(v('mlflow'), v('{tf_dist}'))"],
-                               capture_output=True, text=True, check=False)
-        if probe.returncode == 0 and probe.stdout.split()[1:] == [tensorflow_version()] \
-                and probe.stdout.split()[0].startswith("3."):
-            stamp.write_text(wanted + "\n")
-            return bin_dir, f"reused {MLFLOW_VENV}"
-    if not install:
-        return None, f"MLflow is not installed in {MLFLOW_VENV}; --quick does not install it"
-    print(f"installing MLflow into {MLFLOW_VENV} (once; a few minutes) ...", flush=True)
-    shutil.rmtree(MLFLOW_VENV, ignore_errors=True)
-    steps = [[sys.executable, "-m", "venv", str(MLFLOW_VENV)],
-             [str(bin_dir / "python"), "-m", "pip", "install", "--quiet", "--upgrade", "pip"],
-             [str(bin_dir / "python"), "-m", "pip", "install", "--quiet", MLFLOW_REQUIREMENT,
-              f"{tf_dist}=={tensorflow_version()}"]]
-    for step in steps:
-        done = subprocess.run(step, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            shutil.rmtree(MLFLOW_VENV, ignore_errors=True)
-            reason = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
-            return None, f"MLflow could not be installed ({shlex.join(step[:4])} ...: {reason[0]})"
-    (MLFLOW_VENV / ".gitignore").write_text("*\n")  # never committed, wherever it is
-    stamp.write_text(wanted + "\n")
-    return bin_dir, f"installed into {MLFLOW_VENV}"
+@dataclass(frozen=True)
+class PeerEnvironment:
+    """A peer server's virtual environment (benchmarks/.NAME-venv), made once and reused while
+    its requirements stay the same. Each gets the TensorFlow version modelhub runs."""
+
+    name: str
+    requirements: tuple[str, ...]
+
+    @property
+    def path(self) -> Path:
+        return BENCH_DIR / f".{self.name}-venv"
+
+    @property
+    def bin_dir(self) -> Path:
+        return self.path / "bin"
+
+    def ensure(self, install: bool) -> tuple[Path | None, str]:
+        """(its bin folder, or None; what happened)."""
+        wanted = " ".join([*self.requirements, f"tensorflow=={tensorflow_version()}"])
+        stamp = self.path / ".installed"
+        if stamp.is_file() and stamp.read_text().strip() == wanted:
+            return self.bin_dir, f"reused {self.path}"
+        if not install:
+            return None, f"not installed in {self.path}; --quick does not install it"
+        print(f"installing {self.name} into {self.path} (once; a few minutes) ...", flush=True)
+        shutil.rmtree(self.path, ignore_errors=True)
+        python = str(self.bin_dir / "python")
+        steps = [[sys.executable, "-m", "venv", str(self.path)],
+                 [python, "-m", "pip", "install", "--quiet", "--upgrade", "pip"],
+                 [python, "-m", "pip", "install", "--quiet", *wanted.split()]]
+        for step in steps:
+            done = subprocess.run(step, capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                shutil.rmtree(self.path, ignore_errors=True)
+                reason = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
+                return None, (f"{self.name} could not be installed ({shlex.join(step[:4])} ...: "
+                              f"{reason[0]})")
+        (self.path / ".gitignore").write_text("*\n")  # never committed, wherever it is
+        stamp.write_text(wanted + "\n")
+        return self.bin_dir, f"installed into {self.path}"
 
 
-def _tf_dist_name() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        version("tensorflow-cpu")
-        return "tensorflow-cpu"
-    except PackageNotFoundError:
-        return "tensorflow"
+MLFLOW_ENV = PeerEnvironment("mlflow", ("mlflow>=3,<4",))
+# MLServer 1.7 needs uvloop below 0.22 (its event loop policy), and protobuf 6 (its protos).
+MLSERVER_ENV = PeerEnvironment("mlserver", ("mlserver==1.7.*", "uvloop<0.22"))
+BENTOML_ENV = PeerEnvironment("bentoml", ("bentoml==1.4.*",))
 
 
 def mlflow_model(bin_dir: Path, models_dir: Path, workdir: Path, model: str) -> Path:
@@ -113,9 +111,29 @@ def mlflow_model(bin_dir: Path, models_dir: Path, workdir: Path, model: str) -> 
     if stamp.is_file() and stamp.read_text() == str(source.stat().st_mtime_ns):
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run([str(bin_dir / "python"), str(BENCH_DIR / "mlflow_model.py"),
+    done = subprocess.run([str(bin_dir / "python"), str(BENCH_DIR / "peers" / "mlflow_model.py"),
                            str(source), str(out)], capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"saving {model} as an MLflow model failed:\n{done.stderr[-3000:]}")
     stamp.write_text(str(source.stat().st_mtime_ns))
     return out
+
+
+def mlserver_repository(workdir: Path, models_dir: Path, models: list[str], metas: dict,
+                        batching: bool) -> Path:
+    """An MLServer model repository: each model served by peers/mlserver_runtime.py from the
+    same SavedModel, with adaptive batching (max 32 rows, waiting at most 1 ms) or without."""
+    root = workdir / ("mlserver-batching" if batching else "mlserver-plain")
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    shutil.copy(BENCH_DIR / "peers" / "mlserver_runtime.py", root / "mlserver_runtime.py")
+    for model in models:
+        folder = root / model
+        folder.mkdir()
+        settings = {"name": model, "implementation": "mlserver_runtime.SavedModelRuntime",
+                    "parameters": {"uri": str(models_dir / model / "saved_model"),
+                                   "extra": {"output": metas[model]["output"]["name"]}}}
+        if batching:
+            settings.update(max_batch_size=32, max_batch_time=0.001)
+        (folder / "model-settings.json").write_text(json.dumps(settings, indent=2))
+    return root

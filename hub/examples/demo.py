@@ -6,11 +6,13 @@ import tempfile
 
 from schemas.settings import load_settings
 
+from .. import native_log
 from ..registry import Registry
 from . import BUILDERS, DESCRIPTIONS
 
 
 def main() -> None:
+    native_log.filter_stderr()  # TensorFlow's C++ notices (TF_CPP_MIN_LOG_LEVEL=0: all of them)
     store = load_settings().store  # the Makefile sets MODELHUB_STORE
     registry = Registry.open(store)
     published = set(registry.model_names())
@@ -34,6 +36,8 @@ The example models are in the store at {store}; modelhub starts on http://127.0.
   curl -s -X POST http://127.0.0.1:8080/v2/models/half_plus_two/infer \\
        -d '{{"inputs": [{{"name": "x", "shape": [2], "datatype": "FP32", "data": [1, 2]}}]}}'
   curl -s http://127.0.0.1:8080/v1/models
+  # gRPC on 127.0.0.1:8500: TF Serving's PredictionService and KServe V2's GRPCInferenceService
+  # (tensorflow_serving.apis and tritonclient.grpc work unchanged)
   curl -s http://127.0.0.1:8080/monitoring/prometheus/metrics | grep modelhub_requests
   curl -s http://127.0.0.1:8080/api/v1/models
   curl -s http://127.0.0.1:8080/api/v1/models/half_plus_two/versions/stable

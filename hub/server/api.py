@@ -118,6 +118,13 @@ def publish(name: str):
             f"send the SavedModel as a tar or tar.gz body (Content-Type application/gzip), "
             f"not {content_type or 'no content type'}")
     raw_metadata = request.headers.get(METADATA_HEADER)
+    if raw_metadata:
+        # HTTP hands header bytes over as latin-1; this header's bytes are UTF-8 (JSON's
+        # encoding), so a model card in any script arrives as it was written.
+        try:
+            raw_metadata = raw_metadata.encode("latin-1").decode("utf-8")
+        except UnicodeError:
+            raise InvalidArgument(f"the {METADATA_HEADER} header must be UTF-8 JSON") from None
     try:
         metadata = json.loads(raw_metadata) if raw_metadata else {}
     except json.JSONDecodeError as e:
@@ -285,7 +292,7 @@ def put_alias(name: str, alias: str):
 
 
 @api.delete("/models/<name>/aliases/<alias>")
-@requires("write")
+@requires("write")  # like moving it: undone by setting it again (deleting versions is admin's)
 def delete_alias(name: str, alias: str):
     get_registry().remove_alias(check_name(name), alias)
     return Response(status=204)

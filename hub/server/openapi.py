@@ -23,13 +23,35 @@ from schemas.api import (
     VersionListSchema,
     VersionSchema,
 )
-from schemas.manifest import ManifestSchema
+from schemas.manifest import ALIAS_PATTERN, MAX_VERSION, NAME_PATTERN, ManifestSchema
 
-NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"},
-        "description": "model name"}
+def _ecma(pattern) -> str:
+    """A Python pattern anchored with \\A..\\Z as the ECMA-262 regex OpenAPI uses."""
+    text = getattr(pattern, "pattern", pattern)
+    return "^" + text.removeprefix("\\A").removesuffix("\\Z") + "$"
+
+
+def _ecma_patterns(node):
+    """Every `pattern` of the document (the schemas' own, \\A..\\Z) in ECMA-262's anchors."""
+    if isinstance(node, dict):
+        return {k: (_ecma(v) if k == "pattern" and isinstance(v, str) and v.startswith("\\A")
+                    else _ecma_patterns(v)) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_ecma_patterns(v) for v in node]
+    return node
+
+
+NAME = {"name": "name", "in": "path", "required": True, "description": "model name",
+        "schema": {"type": "string", "pattern": _ecma(NAME_PATTERN)}}
 VERSION = {"name": "version", "in": "path", "required": True,
-           "schema": {"type": "integer", "minimum": 1}}
-ALIAS = {"name": "alias", "in": "path", "required": True, "schema": {"type": "string"}}
+           "schema": {"type": "integer", "minimum": 1, "maximum": MAX_VERSION}}
+ALIAS = {"name": "alias", "in": "path", "required": True,
+         "schema": {"type": "string", "pattern": "^(?!latest$)" + _ecma(ALIAS_PATTERN)[1:]}}
+#: a version number, an alias, or "latest"
+SELECTOR = {"name": "version", "in": "path", "required": True,
+            "description": "a version number, an alias, or latest",
+            "schema": {"type": "string", "pattern": f"^(?:[1-9][0-9]{{0,17}}|"
+                                                    f"{_ecma(ALIAS_PATTERN)[1:-1]})$"}}
 ARTIFACT = {"name": "artifact", "in": "path", "required": True, "schema": {"type": "string"},
             "description": "artifact name: tflite-<quantize>[-<signature>], e.g. tflite-int8"}
 PATH = {"name": "path", "in": "path", "required": True, "schema": {"type": "string"},
@@ -77,13 +99,15 @@ def _operations() -> dict[str, dict]:
                 "security": write,
                 "parameters": [NAME, {
                     "name": "Modelhub-Metadata", "in": "header", "required": False,
+                    "description": "The version's metadata as JSON, in UTF-8 (or ASCII with "
+                                   "\\u escapes)",
                     "content": _json("PublishMetadata")}],
                 "requestBody": {"required": True, "content": {
                     "application/gzip": BINARY, "application/x-tar": BINARY}},
                 "responses": {**_ok("the new version's manifest", "Manifest", "201"),
                               **_errors(400, 401, 403, 413, 415, 422)}}},
         "/api/v1/models/{name}/versions/{version}": {
-            "get": {"summary": "A version's manifest and artifacts", "parameters": [NAME, VERSION],
+            "get": {"summary": "A version's manifest and artifacts", "parameters": [NAME, SELECTOR],
                     "responses": {**_ok("the version", "Version"), **_errors(400, 401, 404)}},
             "delete": {"summary": "Delete a version (admin); its number is never reused",
                        "security": write, "parameters": [NAME, VERSION],
@@ -92,16 +116,16 @@ def _operations() -> dict[str, dict]:
         "/api/v1/models/{name}/versions/{version}/scan": {"post": {
             "summary": "Scan the version's graph for ops that could reach outside the model, and "
                        "record the verdict of a version published before the scan existed",
-            "security": write, "parameters": [NAME, VERSION],
+            "security": write, "parameters": [NAME, SELECTOR],
             "responses": {**_ok("the verdict", "ScanResult"), **_errors(400, 401, 403, 404)}}},
         "/api/v1/models/{name}/versions/{version}/archive": {"get": {
             "summary": "The whole version as a tar.gz whose root is the SavedModel root",
-            "parameters": [NAME, VERSION],
+            "parameters": [NAME, SELECTOR],
             "responses": {"200": {"description": "tar.gz", "content": {"application/gzip": BINARY}},
                           **_errors(401, 404)}}},
         "/api/v1/models/{name}/versions/{version}/files/{path}": {"get": {
             "summary": "One file; ETag is its sha256; supports Range and If-None-Match",
-            "parameters": [NAME, VERSION, PATH],
+            "parameters": [NAME, SELECTOR, PATH],
             "responses": {
                 "200": {"description": "the file", "content": {"application/octet-stream": BINARY}},
                 "206": {"description": "a byte range", "content": {"application/octet-stream": BINARY}},
@@ -109,20 +133,20 @@ def _operations() -> dict[str, dict]:
                 **_errors(401, 404, 416)}}},
         "/api/v1/models/{name}/versions/{version}/artifacts": {
             "get": {"summary": "The version's artifacts (e.g. TFLite conversions) and their records",
-                    "parameters": [NAME, VERSION],
+                    "parameters": [NAME, SELECTOR],
                     "responses": {**_ok("artifacts", "ArtifactList"), **_errors(400, 401, 404)}},
             "post": {
                 "summary": "Convert the version to TFLite, check parity with the SavedModel, and "
                            "store the result as the artifact tflite-<quantize>[-<signature>] "
                            "(create-only; 409 if it exists, 422 if conversion or parity fails)",
-                "security": write, "parameters": [NAME, VERSION],
+                "security": write, "parameters": [NAME, SELECTOR],
                 "requestBody": {"required": True, "content": _json("ConvertRequest")},
                 "responses": {**_ok("the new artifact's record", "CreatedArtifact", "201"),
                               **_errors(400, 401, 403, 404, 409, 413, 422)}}},
         "/api/v1/models/{name}/versions/{version}/artifacts/{artifact}": {"get": {
             "summary": "An artifact's file (e.g. model.tflite); ETag is its sha256; supports "
                        "Range and If-None-Match",
-            "parameters": [NAME, VERSION, ARTIFACT],
+            "parameters": [NAME, SELECTOR, ARTIFACT],
             "responses": {
                 "200": {"description": "the file", "content": {"application/octet-stream": BINARY}},
                 "206": {"description": "a byte range", "content": {"application/octet-stream": BINARY}},
@@ -144,13 +168,12 @@ def _operations() -> dict[str, dict]:
                           **_errors(400, 401, 403)}}},
         "/models/{name}/{version}": {"get": {
             "summary": "tensorflow_hub download: ?tf-hub-format=compressed gives a tar.gz",
-            "parameters": [NAME, {**VERSION, "schema": {"type": "string"},
-                                  "description": "a version number or an alias"},
+            "parameters": [NAME, SELECTOR,
                            {"name": "tf-hub-format", "in": "query",
                             "schema": {"type": "string", "enum": ["compressed"]}}],
             "responses": {"200": {"description": "tar.gz, or the manifest without tf-hub-format",
                                   "content": {"application/gzip": BINARY}},
-                          **_errors(404)}}},
+                          **_errors(400, 401, 404)}}},
     }
 
 
@@ -175,4 +198,4 @@ def openapi_spec() -> dict:
         spec.components.schema(name, schema=schema)
     for path, operations in _operations().items():
         spec.path(path=path, operations=operations)
-    return spec.to_dict()
+    return _ecma_patterns(spec.to_dict())

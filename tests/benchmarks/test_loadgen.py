@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.loadgen import parse_hey, parse_wrk
+from tests.support.loadgen import parse_h2load, parse_hey, parse_wrk
 
 HEY = """
 Summary:
@@ -65,3 +65,23 @@ def test_a_summary_without_answers_has_no_latency():
 def test_other_text_is_refused():
     with pytest.raises(ValueError):
         parse_wrk("connection refused")
+
+
+H2LOAD = """
+starting benchmark...
+finished in 10.00s, 3860.20 req/s, 515.64KB/s
+requests: 38602 total, 38602 started, 38602 done, 38600 succeeded, 2 failed, 1 errored, 0 timeout
+status codes: 38600 2xx, 0 3xx, 0 4xx, 2 5xx
+"""
+
+
+def test_h2load_reads_its_summary_and_its_per_request_log(tmp_path):
+    log = tmp_path / "h2load.log"
+    log.write_text("".join(f"{1700000000000000 + i}\t200\t{1000 + 10 * i}\n"
+                           for i in range(100)) + "1700000000000100\t503\t5\n")
+    result = parse_h2load(H2LOAD, log)
+    assert result["seconds"] == 10.0
+    assert result["status_codes"] == {200: 38600, "failed": 2}
+    assert result["transport_errors"] == 1
+    assert result["p50_ms"] == 1.5 and result["p99_ms"] == 1.99
+    assert abs(result["mean_ms"] - 1.495) < 1e-9

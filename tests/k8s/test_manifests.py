@@ -378,7 +378,13 @@ def test_probes_hit_endpoints_the_app_serves(rendered, app_for):
             f"{workload['metadata']['name']} needs liveness and readiness probes"
         assert found["livenessProbe"]["httpGet"]["path"] == "/healthz"
         assert found["readinessProbe"]["httpGet"]["path"] == "/readyz"
-        paths = {probe["httpGet"]["path"]: probe["httpGet"]["port"] for probe in found.values()}
+        for kind, probe in found.items():
+            if "grpc" in probe:  # gRPC's health service, on the port `serve` gives gRPC
+                assert options["role"] in ("serving", "all"), f"{kind}: no gRPC with this role"
+                assert container_port(container, probe["grpc"]["port"]) == options["grpc_port"]
+                checked.add((options["role"], "grpc.health.v1"))
+        paths = {probe["httpGet"]["path"]: probe["httpGet"]["port"] for probe in found.values()
+                 if "httpGet" in probe}
         annotations = workload["spec"]["template"]["metadata"].get("annotations", {})
         if "prometheus.io/path" in annotations:
             paths[annotations["prometheus.io/path"]] = annotations["prometheus.io/port"]

@@ -22,23 +22,27 @@ PREDICT = "/v1/models/half_plus_two:predict"
 
 @pytest.fixture(scope="module")
 def front_server(serving_store, tmp_path_factory):
-    """Two workers with short header and body timeouts."""
+    """Two workers with short header and body timeouts (and one allowed batch size, which a
+    round trip of the settings through the environment once broke)."""
     root = tmp_path_factory.mktemp("front")
     with running_hub(serving_store, root / "server.log",
                      env={"MODELHUB_SERVING_CACHE": str(root / "cache")},
                      args=("--role", "serving", "--models", "half_plus_two", "--workers", "2",
                            "--header-timeout", "1", "--body-timeout", "1", "--device", "cpu",
-                           "--max-header-bytes", "8192", "--max-headers", "50"),
+                           "--max-header-bytes", "8192", "--max-headers", "50",
+                           "--allowed-batch-sizes", "32"),
                      grpc=True) as server:
         yield server
 
 
 @pytest.fixture(scope="module")
 def patient_server(serving_store, tmp_path_factory):
-    """One worker whose batches wait up to a second to fill: requests stay in flight."""
+    """One worker whose batches wait up to a second to fill: requests stay in flight. It shows
+    TensorFlow's native log."""
     root = tmp_path_factory.mktemp("patient")
     with running_hub(serving_store, root / "server.log",
-                     env={"MODELHUB_SERVING_CACHE": str(root / "cache")},
+                     env={"MODELHUB_SERVING_CACHE": str(root / "cache"),
+                          "TF_CPP_MIN_LOG_LEVEL": "0"},
                      args=("--role", "serving", "--models", "half_plus_two", "--workers", "1",
                            "--batch-timeout-micros", "1000000", "--max-batch-size", "64",
                            "--device", "cpu"),
@@ -204,6 +208,13 @@ def test_metrics_sum_over_the_workers_and_connections_spread(front_server):
 
 def test_readyz_means_every_worker_is_ready(front_server):
     assert requests.get(f"{front_server.url}/readyz", timeout=5).json() == {"status": "ready"}
+
+
+def test_tensorflows_native_log_is_quiet_unless_asked_for(front_server, patient_server):
+    quiet, chatty = front_server.log_text(), patient_server.log_text()
+    assert "Booting worker" in quiet and "Application startup complete" in quiet
+    assert "oneDNN" not in quiet and "I0000" not in quiet and "absl::InitializeLog" not in quiet
+    assert "oneDNN" in chatty  # TF_CPP_MIN_LOG_LEVEL=0 brings it back
 
 
 # --- REST and gRPC together --------------------------------------------------------------------

@@ -9,21 +9,8 @@ import pytest
 import requests
 
 from hub.registry import Registry
+from tests.support.models import half_plus
 from tests.support.processes import run_cli, running_hub
-
-
-def build_half_plus(path, b: float):
-    """y = 0.5 * x + b, with half_plus_two's signature."""
-    import tensorflow as tf
-
-    class HalfPlus(tf.Module):
-        @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="x")])
-        def serve(self, x):
-            return {"y": 0.5 * x + b}
-
-    module = HalfPlus()
-    tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
-    return path
 
 
 class LoadGenerator:
@@ -99,7 +86,7 @@ def wait_until(condition, timeout: float = 60) -> None:
 def reloading_server(tmp_path, examples):
     store = str(tmp_path / "store")
     registry = Registry.open(store)
-    registry.publish(build_half_plus(tmp_path / "plus2", 2.0), "hpt", aliases=["prod"])
+    registry.publish(half_plus(tmp_path / "plus2", 2.0), "hpt", aliases=["prod"])
     broken = tmp_path / "broken"
     shutil.copytree(examples["half_plus_two"], broken)
     shutil.rmtree(broken / "variables")  # publishes fine, cannot load
@@ -121,7 +108,7 @@ def test_new_versions_and_alias_moves_cause_no_failed_request(reloading_server, 
     everyone = latest + labelled
     try:
         wait_until(lambda: all(len(g.answers) > 20 for g in everyone))
-        registry.publish(build_half_plus(tmp_path / "plus3", 3.0), "hpt")  # 0.5 * 2 + 3 = 4
+        registry.publish(half_plus(tmp_path / "plus3", 3.0), "hpt")  # 0.5 * 2 + 3 = 4
         wait_until(lambda: all(g.answers[-1] == 4.0 for g in latest))
         status = requests.get(f"{server.url}/v1/models/hpt").json()["model_version_status"]
         assert [(s["version"], s["state"]) for s in status] == [("2", "AVAILABLE"), ("1", "AVAILABLE")]

@@ -1,17 +1,23 @@
 """The model manager in process: version policies, config files, the memory budget."""
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 
+import numpy as np
 import pytest
 
 from hub.registry import Registry
-from schemas.errors import InvalidArgument, NotAvailable, VersionNotFound
+from schemas.errors import InvalidArgument, ModelRuntimeError, NotAvailable, VersionNotFound
 from modelhub.app import create_app
-from schemas.serving import ModelConfig, load_serving_config
+from schemas.serving import BatchingOptions, ModelConfig, load_serving_config
+from serving.dataplane import DataPlane
 from serving.manager import ModelManager
-from serving.served import AVAILABLE, END
+from serving.metrics import ServingMetrics
+from serving.served import AVAILABLE, END, ServedVersion
 from tests.support.apps import app_settings
+from tests.support.models import half_plus, out_of_range
 
 
 @pytest.fixture
@@ -122,3 +128,102 @@ def test_asking_for_a_tpu_without_one_is_a_clear_load_error(registry, tmp_path):
     manager = manager_for(registry, tmp_path, [ModelConfig("hpt", device="tpu")])
     status = manager.statuses("hpt")[0]
     assert status.state == END and "no TPU is attached" in status.error
+
+
+# --- the cache, the tables, errors from inside a model ---------------------------------------
+
+def test_one_cache_serves_each_store_its_own_version(tmp_path):
+    """Two stores (or one wiped and published again) with another model at the same name and
+    version number: the cache is keyed by content, so each answers with its own."""
+    first, second = Registry.open(str(tmp_path / "a")), Registry.open(str(tmp_path / "b"))
+    first.publish(half_plus(tmp_path / "plus2", 2.0), "m")
+    second.publish(half_plus(tmp_path / "plus5", 5.0), "m")
+    x = {"x": np.array([2.0], np.float32)}
+    for registry, expected in ((first, 3.0), (second, 6.0), (first, 3.0)):
+        manager = ModelManager(registry, None, tmp_path / "cache", device="cpu", poll_seconds=0)
+        manager.sync()
+        served = manager.get("m", 1)
+        assert served.runtime.run("serving_default", x)["y"].tolist() == [expected]
+    assert len(list((tmp_path / "cache" / "m").glob("1-*"))) == 2
+
+
+def test_deleted_versions_leave_the_tables_and_on_demand_locks_do_not_pile_up(registry, tmp_path):
+    manager = manager_for(registry, tmp_path, [ModelConfig("hpt", policy="all")])
+    assert set(states(manager, "hpt")) == {1, 2, 3}
+    registry.set_alias("hpt", "stable", 3)
+    manager.configs["hpt"] = ModelConfig("hpt", policy="specific", versions=[3])
+    manager.sync()  # 1 and 2 are retired (END) but still published
+    assert states(manager, "hpt") == {3: AVAILABLE, 2: END, 1: END}
+    registry.delete_version("hpt", 1)
+    manager.sync()
+    assert states(manager, "hpt") == {3: AVAILABLE, 2: END}
+    for _ in range(3):
+        manager.get("hpt", 3)
+    assert manager._load_locks == {}
+
+
+def test_requests_read_the_tables_safely_while_the_sync_thread_changes_them(registry, tmp_path):
+    manager = manager_for(registry, tmp_path, [ModelConfig("hpt")])
+    stop, errors = threading.Event(), []
+
+    def churn():  # what a sync does: versions come and go in the model's table
+        version = 100
+        while not stop.is_set():
+            with manager._lock:
+                manager._versions["hpt"][version] = ServedVersion("hpt", version, state=END)
+            with manager._lock:
+                del manager._versions["hpt"][version]
+            version += 1
+
+    def read():
+        try:
+            for _ in range(3000):
+                manager.get("hpt")
+                manager.statuses("hpt")
+                manager.all_models()
+        except Exception as e:  # a RuntimeError: dictionary changed size during iteration
+            errors.append(e)
+
+    writer = threading.Thread(target=churn)
+    writer.start()
+    readers = [threading.Thread(target=read) for _ in range(3)]
+    for thread in readers:
+        thread.start()
+    for thread in readers:
+        thread.join()
+    stop.set()
+    writer.join()
+    assert errors == []
+
+
+def test_errors_from_inside_a_model_keep_tensorflows_status(tmp_path):
+    registry = Registry.open(str(tmp_path / "store"))
+    registry.publish(out_of_range(tmp_path / "oor"), "oor")
+    metrics = ServingMetrics()
+    manager = ModelManager(registry, None, tmp_path / "cache", device="cpu", poll_seconds=0,
+                           batching=BatchingOptions(enabled=False), metrics=metrics)
+    manager.sync()
+    dataplane = DataPlane(manager, metrics)
+    served = manager.get("oor")
+    _, spec = dataplane.signature(served, None)
+    ok = asyncio.run(dataplane.predict(served, "serving_default", spec,
+                                       {"n": np.array([2], np.int64)}))
+    assert ok["y"].tolist() == [0]
+    with pytest.raises(ModelRuntimeError) as raised:
+        asyncio.run(dataplane.predict(served, "serving_default", spec,
+                                      {"n": np.array([0], np.int64)}))
+    assert raised.value.grpc_code == "OUT_OF_RANGE" and raised.value.status == 400
+    assert "End of sequence" in str(raised.value)
+    scrape = metrics.exposition()[0].decode()
+    assert ('modelhub_model_errors_total{code="OUT_OF_RANGE",model="oor",'
+            'signature="serving_default",version="1"} 1.0') in scrape
+
+
+def test_tf_example_signatures_warm_up_with_valid_examples(tmp_path, examples, caplog):
+    registry = Registry.open(str(tmp_path / "store"))
+    registry.publish(examples["half_plus_two"], "hpt")  # classify_x_to_y needs a feature x
+    with caplog.at_level("INFO", logger="serving.manager"):
+        manager = ModelManager(registry, None, tmp_path / "cache", device="cpu", poll_seconds=0)
+        manager.sync()
+    assert manager.get("hpt").state == AVAILABLE
+    assert not [r for r in caplog.records if "not warmed up" in r.getMessage()]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import json
 
 import numpy as np
 import pytest
@@ -88,6 +89,10 @@ def test_status_metadata_and_model_list(serving_server):
     assert {"half_plus_two", "image_classifier", "multi_io"} <= listed
 
 
+#: A valid V2 input for half_plus_two.
+X = {"name": "x", "shape": [1], "datatype": "FP32", "data": [1.0]}
+
+
 @pytest.mark.parametrize("path,body,status,message", [
     ("/v1/models/half_plus_two:predict", {"instances": [[1.0, 2.0]]}, 400, "shape"),
     ("/v1/models/half_plus_two:predict", {"instances": ["a", "b"]}, 400, "expected float32"),
@@ -111,12 +116,93 @@ def test_status_metadata_and_model_list(serving_server):
     ("/v2/models/half_plus_two/infer", {"inputs": [{"name": "x", "shape": [1], "datatype": "FP99",
                                                     "data": [1]}]}, 400, "unknown datatype"),
     ("/v2/models/half_plus_two/infer", {"nothing": 1}, 400, "inputs: Missing data"),
+    # every part of a V2 body is checked before anything runs
+    ("/v2/models/half_plus_two/infer", {"inputs": [{"name": "x", "shape": [1],
+                                                    "datatype": ["FP32"], "data": [1]}]}, 400,
+     "inputs.0.datatype: Not a valid string"),
+    ("/v2/models/half_plus_two/infer", {"inputs": [{"name": {"x": 1}, "shape": [1],
+                                                    "datatype": "FP32", "data": [1]}]}, 400,
+     "inputs.0.name: Not a valid string"),
+    ("/v2/models/half_plus_two/infer", {"parameters": [], "inputs": [X]}, 400,
+     "parameters: Invalid input type"),
+    ("/v2/models/half_plus_two/infer", {"parameters": "x", "inputs": [X]}, 400,
+     "parameters: Invalid input type"),
+    ("/v2/models/half_plus_two/infer", {"inputs": [X], "outputs": "y"}, 400,
+     "outputs: Not a valid list"),
+    ("/v2/models/half_plus_two/infer", {"inputs": [X], "outputs": ["y"]}, 400,
+     "outputs.0: Invalid input type"),
+    ("/v2/models/half_plus_two/infer", {"inputs": [X], "outputs": [1]}, 400,
+     "outputs.0: Invalid input type"),
+    ("/v2/models/half_plus_two/infer", {"inputs": [X], "outputs": [{}]}, 400,
+     "outputs.0.name: Missing data"),
+    ("/v2/models/half_plus_two/infer", {"inputs": [X], "outputs": [{"name": "nope"}]}, 400,
+     "unknown output(s) nope"),
+    ("/v2/models/half_plus_two/infer", {"inputs": [{**X, "shape": [True, True]}]}, 400,
+     "inputs.0.shape.0: Not a valid integer"),
+    ("/v2/models/half_plus_two/infer", {"inputs": [X, X]}, 400, "repeated: x"),
+    # element counts that overflow a 64-bit product
+    ("/v2/models/half_plus_two/infer", {"inputs": [{**X, "shape": [2**32, 2**32]}]}, 400,
+     "more than a tensor may hold"),
+    ("/v2/models/half_plus_two/infer", {"inputs": [{**X, "shape": [2**62, 4]}]}, 400,
+     "more than a tensor may hold"),
+    # silent coercions are errors
+    ("/v2/models/multi_io/infer", {"inputs": [
+        {"name": "text", "shape": [1], "datatype": "BYTES", "data": ["a"]},
+        {"name": "values", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]},
+        {"name": "count", "shape": [1], "datatype": "INT64", "data": [-2**63 - 1]}]}, 400,
+     "integers beyond"),
+    ("/v1/models/half_plus_two:predict", {"instances": [True, 1.5]}, 400, "got true/false"),
+    ("/v1/models/half_plus_two:predict", {"instances": [True]}, 400, "got true/false"),
+    # routing errors under /v1 and /v2 keep the protocols' shape
+    ("/v1/foo", {}, 404, "Malformed request"),
+    ("/v2/foo", {}, 404, "no such endpoint"),
 ])
 def test_bad_requests_get_tf_serving_error_bodies(serving_server, path, body, status, message):
     response = post(serving_server, path, body)
     assert response.status_code == status, response.text
     error = response.json()["error"]
     assert isinstance(error, str) and message in error
+
+
+def test_wrong_methods_answer_405_in_the_protocols_shape(serving_server):
+    for method, path in (("PUT", "/v1/models/half_plus_two:predict"),
+                         ("DELETE", "/v1/models/half_plus_two"),
+                         ("GET", "/v2/models/half_plus_two/infer"),
+                         ("POST", "/v2/health/live")):
+        response = requests.request(method, f"{serving_server.url}{path}", timeout=30)
+        assert response.status_code == 405, (method, path, response.text)
+        assert set(response.json()) == {"error"}
+
+
+def test_strings_nested_deeper_than_a_tensor_can_be_are_refused(serving_server):
+    deep = "x"
+    for _ in range(600):
+        deep = [deep]
+    response = post(serving_server, "/v1/models/multi_io:predict", {"inputs": {
+        "text": deep, "values": VALUES.tolist(), "count": COUNT.tolist()}})
+    assert response.status_code == 400 and "error" in response.json()
+
+
+def test_binary_v2_tensors_are_checked_to_the_last_byte(serving_server):
+    data = np.array([1.0, 2.0], "<f4").tobytes()
+
+    def send(header: dict, payload: bytes) -> requests.Response:
+        head = json.dumps(header).encode()
+        return requests.post(f"{serving_server.url}/v2/models/half_plus_two/infer",
+                             data=head + payload, timeout=30,
+                             headers={"Inference-Header-Content-Length": str(len(head))})
+
+    tensor = {"name": "x", "shape": [2], "datatype": "FP32",
+              "parameters": {"binary_data_size": len(data)}}
+    good = send({"inputs": [tensor]}, data)
+    assert good.status_code == 200 and good.json()["outputs"][0]["data"] == [2.5, 3.0]
+    trailing = send({"inputs": [tensor]}, data + b"\0\0\0\0")
+    assert trailing.status_code == 400 and "bytes follow the last binary tensor" in \
+        trailing.json()["error"]
+    huge = send({"inputs": [{**tensor, "shape": [2**32, 2**32]}]}, data)
+    assert huge.status_code == 400 and "more than a tensor may hold" in huge.json()["error"]
+    short = send({"inputs": [{**tensor, "shape": [3]}]}, data)
+    assert short.status_code == 400 and "bytes of binary data" in short.json()["error"]
 
 
 def test_malformed_json_and_oversized_bodies(serving_server):

@@ -11,7 +11,7 @@ import requests
 
 from hub.conversion import convert
 from hub.registry import Registry
-from schemas.errors import NotAvailable
+from schemas.errors import InvalidModel, NotAvailable
 from schemas.serving import ModelConfig
 from serving.manager import ModelManager
 from serving.served import END
@@ -132,3 +132,13 @@ def test_an_artifact_that_needs_select_tf_ops_is_refused_with_a_clear_error(tfli
     (version,) = manager.statuses("determinant")
     assert version.state == END
     assert "MatrixDeterminant" in version.error and "--runtime tensorflow" in version.error
+
+
+def test_a_signature_the_artifact_lacks_is_refused_not_swapped(tflite_server, tmp_path):
+    from serving.runtimes import TFLiteRuntime
+
+    path = tmp_path / "model.tflite"
+    tflite_server.registry.pull_artifact("image_classifier/1", "tflite-dynamic", path)
+    assert TFLiteRuntime({"serving_default": path}).signature_names() == ("serving_default",)
+    with pytest.raises(InvalidModel, match="has no signature 'classify'"):
+        TFLiteRuntime({"classify": path})  # never the file's only signature in its place

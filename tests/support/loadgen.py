@@ -1,8 +1,11 @@
-"""Load generators: the commands that run wrk and hey against one request, and their summaries
-parsed into one shape: seconds, p50/p99/mean latency (ms), status counts, transport errors."""
+"""Load generators: the commands that run wrk, hey (HTTP/1.1) and h2load (gRPC over HTTP/2)
+against one request, and their summaries parsed into one shape: seconds, p50/p99/mean latency
+(ms), status counts, transport errors."""
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -86,4 +89,59 @@ def parse_wrk(text: str) -> dict:
             "transport_errors": transport}
 
 
-COMMANDS = {"wrk": (wrk_command, parse_wrk), "hey": (hey_command, parse_hey)}
+def h2load_command(url: str, req: Request, concurrency: int, seconds: float) -> list[str]:
+    """h2load for a gRPC call: `concurrency` HTTP/2 connections with one stream each, the body
+    file a length-prefixed message. Per-request times go to a log file next to the body (h2load
+    itself prints no percentiles), which parse_h2load reads."""
+    log = h2load_log(req)
+    log.unlink(missing_ok=True)
+    command = ["h2load", "-c", str(concurrency), "-m", "1", "-D", f"{max(1, round(seconds))}",
+               "-d", str(req.body), "--log-file", str(log), "-H", f"content-type: {req.content_type}",
+               "-H", "te: trailers"]
+    for key, value in req.headers.items():
+        command += ["-H", f"{key}: {value}"]
+    return command + [url]
+
+
+def h2load_log(req: Request) -> Path:
+    return req.body.with_suffix(".h2load.log")
+
+
+def parse_h2load(text: str, log: Path | None = None) -> dict:
+    """h2load's summary, and its per-request log for the percentiles. h2load sees HTTP statuses
+    only (a gRPC error is a 200 with a grpc-status trailer): answers are checked apart."""
+    finished = re.search(r"finished in ([\d.]+)(\w+),", text)
+    done = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, "
+                     r"(\d+) failed, (\d+) errored, (\d+) timeout", text)
+    if not finished or not done:
+        raise ValueError(f"not an h2load summary:\n{text[-2000:]}")
+    seconds = _ms(finished.group(1) + finished.group(2)) / 1000
+    succeeded, failed, errored, timeout = (int(done.group(i)) for i in (4, 5, 6, 7))
+    times = []
+    if log is not None and log.exists():
+        for line in open(log):
+            fields = line.split()
+            if len(fields) >= 3 and fields[1] == "200":
+                times.append(int(fields[2]) / 1000)
+    times.sort()
+
+    def percentile(p: float) -> float | None:
+        return times[min(len(times) - 1, int(p / 100 * len(times)))] if times else None
+
+    return {"seconds": seconds, "p50_ms": percentile(50), "p99_ms": percentile(99),
+            "mean_ms": sum(times) / len(times) if times else None,
+            "status_codes": {200: succeeded, **({"failed": failed} if failed else {})},
+            "transport_errors": errored + timeout}
+
+
+COMMANDS = {"wrk": (wrk_command, parse_wrk), "hey": (hey_command, parse_hey),
+            "h2load": (h2load_command, parse_h2load)}
+
+
+def load_command(generator: str, url: str, req: Request, concurrency: int,
+                 seconds: float) -> tuple[list[str], Callable[[str], dict]]:
+    """The command that puts this load on `url`, and what reads its output."""
+    command, parse = COMMANDS[generator]
+    if generator == "h2load":
+        return command(url, req, concurrency, seconds), functools.partial(parse, log=h2load_log(req))
+    return command(url, req, concurrency, seconds), parse

@@ -25,3 +25,33 @@ def in_process(examples, name: str, **inputs) -> dict[str, np.ndarray]:
 
     outputs = local_model(str(examples[name]))(**{k: tf.constant(v) for k, v in inputs.items()})
     return {k: v.numpy() for k, v in outputs.items()}
+
+
+def half_plus(path, b: float):
+    """y = 0.5 * x + b, with half_plus_two's serving signature (x float32 [-1] -> y)."""
+    import tensorflow as tf
+
+    class HalfPlus(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="x")])
+        def serve(self, x):
+            return {"y": 0.5 * x + b}
+
+    module = HalfPlus()
+    tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
+    return path
+
+
+def out_of_range(path):
+    """A model whose signature raises TensorFlow's OutOfRange for n summing to 0: it takes the
+    first element of range(sum(n)) from a dataset iterator."""
+    import tensorflow as tf
+
+    class FirstOfRange(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.int64, name="n")])
+        def serve(self, n):
+            first = next(iter(tf.data.Dataset.range(tf.reduce_sum(n))))
+            return {"y": tf.zeros_like(n) + first}
+
+    module = FirstOfRange()
+    tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
+    return path

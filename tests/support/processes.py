@@ -139,6 +139,11 @@ class Server:
     process: subprocess.Popen
     command: list[str]
     log_path: Path
+    grpc_port: int = 0  # 0: it speaks no gRPC
+
+    @property
+    def grpc_target(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
 
     def log_tail(self, chars: int = 4000) -> str:
         return self.log_path.read_text(errors="replace")[-chars:]
@@ -146,7 +151,8 @@ class Server:
 
 @contextlib.contextmanager
 def server_process(label: str, command: list[str], port: int, log_path: Path, ready,
-                   env: dict | None = None, timeout: float = 240.0, cwd: Path = REPO):
+                   env: dict | None = None, timeout: float = 240.0, cwd: Path = REPO,
+                   grpc_port: int = 0):
     """`command` in its own session (so Ctrl-C reaches it only through this cleanup, and its
     whole process group can be stopped: gunicorn's workers, a peer's children), until the block
     exits. It is ready when `ready(url)` is true."""
@@ -156,7 +162,7 @@ def server_process(label: str, command: list[str], port: int, log_path: Path, re
     with open(log_path, "wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=cwd,
                                    env={**os.environ, **(env or {})}, start_new_session=True)
-    server = Server(label, url, process, command, log_path)
+    server = Server(label, url, process, command, log_path, grpc_port)
     started = time.monotonic()
     try:
         while True:

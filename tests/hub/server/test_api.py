@@ -129,6 +129,7 @@ def test_aliases_move_with_compare_and_swap_over_http(hub_app, published, exampl
     ("put", "/aliases/x", "read", 403, "forbidden"),
     ("delete", "/versions/1", None, 401, "unauthorized"),
     ("delete", "/versions/1", "write", 403, "forbidden"),
+    ("delete", "/aliases/prod", "read", 403, "forbidden"),  # removing an alias is a write
 ])
 def test_writes_need_a_token_of_enough_scope(hub_app, published, examples, method, path, scope,
                                              status, code):
@@ -294,3 +295,20 @@ def test_names_and_aliases_ending_in_a_newline_are_refused_on_write(hub_app, pub
     assert_error(hub_app.client.put(f"/api/v1/models/{published}/aliases/prod%0A",
                                     json={"version": 1}, headers=hub_app.auth("write")),
                  400, "invalid_reference")
+
+
+def test_the_metadata_header_is_utf8(hub_app, examples, unique_name):
+    card = "# Modèle — 模型 ✓"
+    text = json.dumps({"description": "naïve", "model_card": card}, ensure_ascii=False)
+    # HTTP hands header bytes to the app as latin-1 text, as every WSGI server does
+    headers = {**hub_app.auth("write"), "Content-Type": "application/gzip",
+               "Modelhub-Metadata": text.encode("utf-8").decode("latin-1")}
+    response = hub_app.client.post(f"/api/v1/models/{unique_name}/versions",
+                                   data=tar_gz_of(examples["half_plus_two"]), headers=headers)
+    assert response.status_code == 201, response.text
+    manifest = hub_app.client.get(f"/api/v1/models/{unique_name}/versions/1").get_json()
+    assert manifest["model_card"] == card and manifest["description"] == "naïve"
+    headers["Modelhub-Metadata"] = b'{"description": "\xff"}'.decode("latin-1")
+    response = hub_app.client.post(f"/api/v1/models/{unique_name}/versions",
+                                   data=tar_gz_of(examples["half_plus_two"]), headers=headers)
+    assert_error(response, 400, "invalid_argument")

@@ -93,3 +93,43 @@ def test_a_corrupted_file_is_never_served_whole(hub_server, examples, unique_nam
         return  # the body stopped short of its Content-Length
     # or, when the file is a single chunk, nothing of it was sent: an error status instead
     assert response.status_code >= 500 and response.content != bytes(data)
+
+
+def raw_exchange(server, head: str, body: bytes, close_write: bool = False) -> bytes:
+    """Send bytes as they are; what the server answers before it closes the connection."""
+    host, port = server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(head.encode() + body)
+        if close_write:
+            sock.shutdown(socket.SHUT_WR)  # the client stops sending: the body ends here
+        answer = b""
+        try:
+            while chunk := sock.recv(65536):
+                answer += chunk
+        except ConnectionResetError:
+            pass
+    return answer
+
+
+def test_a_body_shorter_than_its_content_length_publishes_nothing(hub_server, examples,
+                                                                  unique_name):
+    archive = make_tar(*[entry(p.relative_to(examples["half_plus_two"]).as_posix(),
+                               p.read_bytes())
+                         for p in sorted(examples["half_plus_two"].rglob("*")) if p.is_file()],
+                       gz=False)
+    cut = archive.index(b"variables/") + 512  # saved_model.pb is in; the variables are not
+    head = (f"POST /api/v1/models/{unique_name}/versions HTTP/1.1\r\nHost: x\r\n"
+            f"Authorization: Bearer {hub_server.tokens['write']}\r\n"
+            f"Content-Type: application/x-tar\r\nContent-Length: {len(archive)}\r\n\r\n")
+    answer = raw_exchange(hub_server, head, archive[:cut], close_write=True)
+    assert not answer.startswith(b"HTTP/1.1 201"), answer[:200]
+    assert stored_versions(hub_server, unique_name) == []
+
+
+def test_a_chunked_body_with_a_bad_chunk_size_is_400(hub_server, unique_name):
+    head = (f"POST /api/v1/models/{unique_name}/versions HTTP/1.1\r\nHost: x\r\n"
+            f"Authorization: Bearer {hub_server.tokens['write']}\r\n"
+            "Content-Type: application/x-tar\r\nTransfer-Encoding: chunked\r\n\r\n")
+    answer = raw_exchange(hub_server, head, b"zz-not-hex\r\nabc\r\n0\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
+    assert stored_versions(hub_server, unique_name) == []

@@ -2,7 +2,7 @@
 models), for `mlflow models serve`. Run by `benchmarks/serving.py` with the Python of MLflow's
 own environment (benchmarks/.mlflow-venv), never with modelhub's:
 
-    benchmarks/.mlflow-venv/bin/python benchmarks/mlflow_model.py MODEL.keras OUT_DIR
+    benchmarks/.mlflow-venv/bin/python benchmarks/peers/mlflow_model.py MODEL.keras OUT_DIR
 """
 from __future__ import annotations
 
