@@ -34,6 +34,7 @@ from uvicorn_worker import UvicornWorker
 from hub import native_log
 from hub.auth import load_secret, secret_file_for
 from schemas.errors import InvalidArgument
+from schemas.serving import cpu_cores
 from schemas.settings import Settings
 # Imported here, in the master, before the fork: it imports numpy, whose OpenBLAS starts a
 # thread per core at import; a forked worker starts with the forking thread only.
@@ -190,6 +191,10 @@ class Server(BaseApplication):
         if self.settings.access_log:
             _queue_access_log()
         native_log.filter_stderr()  # before TensorFlow is imported, after confinement
+        # The workers share the cores: each TensorFlow runs its ops on its share of them, not on
+        # all of them at once in every worker (TF_NUM_INTRAOP_THREADS set by hand wins).
+        os.environ.setdefault("TF_NUM_INTRAOP_THREADS",
+                              str(max(1, cpu_cores() // self.settings.worker_processes)))
 
     def child_exit(self, arbiter, worker) -> None:
         from prometheus_client import multiprocess

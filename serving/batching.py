@@ -9,10 +9,18 @@ The batcher lives on the server's event loop: a request is a task in an in-proce
 future to await, never a thread. Up to `num_batch_threads` batches are in flight at once, each a
 coroutine that takes the oldest queued request and the compatible ones behind it, runs them as
 one call on a small thread pool (the model call is the only work off the loop), hands each
-request its rows, and goes on while the queue holds work. So a lone request runs at once, with no
-waiting, and under load requests pile up while the model is busy and go in the next call. With
+request its rows, and goes on while the queue holds work. Before it takes a batch, it lets the
+loop run a few passes while they bring more requests (those whose bytes have already arrived).
+So a lone request runs at once, with no timed wait, and under load requests pile up while the
+model is busy and go in the next call. With
 `batch_timeout_micros` set, a batch also waits up to that long to fill, as TF Serving does;
 meanwhile a request of another kind starts its own batch if a slot is free.
+
+A model call measured to take under INLINE_SECONDS (a small model, like most served on CPUs)
+runs on the event loop itself: handing it to a thread and back costs more than the call, and
+the requests that arrive meanwhile wait in the socket buffers and go into the next batch, as
+they would behind a busy thread. Slower models always run on the threads, so the loop stays
+free for everyone else.
 
 A request whose rows do not merge with the others (another inner shape or dtype) waits for a
 batch of its own kind; one with more rows than `max_batch_size`, or with none, runs alone. If a
@@ -35,6 +43,15 @@ from schemas.errors import DeadlineExceeded, InvalidArgument, Overloaded
 from schemas.serving import BatchingOptions
 
 Arrays = dict[str, np.ndarray]
+
+#: Model calls faster than this (smoothed over recent calls) run on the event loop.
+INLINE_SECONDS = 0.005
+#: Before it takes a batch, a batch slot lets the event loop run this many passes at most, while
+#: each pass brings more requests into the queue (requests whose bytes have arrived are read
+#: and parsed first, and go into this batch rather than the next).
+GATHER_PASSES = 10
+#: Weight of the newest call in the smoothed call time.
+_SMOOTHING = 0.1
 
 
 def batchable(spec: dict) -> bool:
@@ -96,6 +113,8 @@ class Batcher:
         self._pool = ThreadPoolExecutor(options.num_batch_threads, thread_name_prefix="batch")
         # Reruns after a failed merged call go in parallel, each on a thread of its own.
         self._rerun_pool = ThreadPoolExecutor(options.max_batch_size, thread_name_prefix="rerun")
+        #: smoothed seconds per merged call; unknown (infinite) until calls were timed
+        self._call_seconds = float("inf")
 
     def close(self) -> None:
         self._pool.shutdown(wait=False)
@@ -129,6 +148,7 @@ class Batcher:
         """One batch slot: batches from the queue, one after another, while it holds work."""
         try:
             while True:
+                await self._gather()
                 batch = self._take()
                 if not batch:
                     return
@@ -141,6 +161,17 @@ class Batcher:
             if self._queue and self._in_flight < self.options.num_batch_threads:
                 self._in_flight += 1
                 asyncio.get_running_loop().create_task(self._serve_queue())
+
+    async def _gather(self) -> None:
+        """Let requests already on their way join the queue: loop passes while they add to it."""
+        queued = len(self._queue)
+        for _ in range(GATHER_PASSES):
+            if self._queued_rows >= self.options.max_batch_size:
+                return
+            await asyncio.sleep(0)
+            if len(self._queue) == queued:
+                return
+            queued = len(self._queue)
 
     def _take(self) -> list[_Task]:
         """The oldest live queued task and the queued tasks that stack with it, up to
@@ -198,8 +229,11 @@ class Batcher:
             return
         arrays = [t.arrays for t in batch]
         try:
-            outputs = await loop.run_in_executor(self._pool, self._run_merged, arrays, size - rows,
-                                                 size)
+            if self._call_seconds < INLINE_SECONDS:
+                outputs = self._run_merged(arrays, size - rows, size)
+            else:
+                outputs = await loop.run_in_executor(self._pool, self._run_merged, arrays,
+                                                     size - rows, size)
         except Exception:
             # One bad request must not fail the others: each runs again by itself, all in
             # parallel, so only the bad one fails.
@@ -220,14 +254,29 @@ class Batcher:
             start += task.rows
 
     def _run_merged(self, arrays: list[Arrays], padding: int, size: int) -> Arrays:
-        outputs = self._run(_stack(arrays, padding))
+        outputs = self._timed_run(_stack(arrays, padding))
         _check_rows(outputs, size)
+        return outputs
+
+    def _timed_run(self, arrays: Arrays) -> Arrays:
+        """The model call, its time folded into the smoothed call time (a race between two
+        threads loses one sample at worst)."""
+        started = time.perf_counter()
+        outputs = self._run(arrays)
+        took = time.perf_counter() - started
+        previous = self._call_seconds
+        self._call_seconds = took if previous == float("inf") else \
+            previous + _SMOOTHING * (took - previous)
         return outputs
 
     async def _run_alone(self, task: _Task, pool: ThreadPoolExecutor) -> None:
         try:
-            outputs = await asyncio.get_running_loop().run_in_executor(pool, self._run,
-                                                                       task.arrays)
+            if pool is self._pool and self._call_seconds < INLINE_SECONDS and \
+                    task.rows <= self.options.max_batch_size:
+                outputs = self._timed_run(task.arrays)
+            else:
+                outputs = await asyncio.get_running_loop().run_in_executor(
+                    pool, self._timed_run if pool is self._pool else self._run, task.arrays)
         except Exception as e:
             if not task.future.done():
                 task.future.set_exception(e)

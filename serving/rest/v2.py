@@ -23,7 +23,7 @@ from hub.refs import check_version
 from schemas.errors import InvalidArgument, ModelNotFound, TensorError
 from schemas.inference import V2_TO_TF, load_inference_request
 
-from .. import confinement, openinference
+from .. import confinement, json_body, openinference
 from ..dataplane import Call, DataPlane
 from ..tensors import decode_binary, encode_binary, to_array, to_json
 from .http import Request, Response, error_response, json_response
@@ -92,8 +92,8 @@ def _split_body(request: Request) -> tuple[dict, memoryview]:
             raise InvalidArgument(f"{HEADER_LENGTH} {length} does not fit a {len(raw)}-byte body")
         json_part, binary = raw[:length], memoryview(raw)[length:]
     try:
-        body = orjson.loads(json_part)
-    except orjson.JSONDecodeError as e:
+        body = json_body.loads_inference(json_part)
+    except (orjson.JSONDecodeError, RecursionError) as e:
         raise InvalidArgument(f"malformed JSON: {e}") from e
     return load_inference_request(body), binary
 

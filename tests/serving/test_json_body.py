@@ -100,3 +100,31 @@ def test_a_large_image_over_http_equals_in_process(serving_server, examples):
     ragged = requests.post(f"{serving_server.url}/v1/models/image_classifier:predict",
                            data=orjson.dumps({"instances": rows}), timeout=30)
     assert ragged.status_code == 400 and "ragged" in ragged.json()["error"]
+
+
+def v2_body(*tensors, **extra) -> bytes:
+    return orjson.dumps({"id": "r1", "inputs": list(tensors), **extra},
+                        option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def test_v2_numeric_data_is_read_straight_into_arrays_and_the_rest_as_orjson_reads_it():
+    values = np.random.default_rng(1).random(2000, dtype=np.float32)
+    raw = v2_body({"name": "x", "shape": [2, 1000], "datatype": "FP32", "data": values},
+                  {"name": "s", "shape": [1], "datatype": "BYTES", "data": ["text"]},
+                  outputs=[{"name": "y"}])
+    fast, expected = json_body.loads_inference(raw), slow(raw)
+    data = fast["inputs"][0].pop("data")
+    assert isinstance(data, np.ndarray)
+    np.testing.assert_array_equal(data, np.asarray(expected["inputs"][0].pop("data")))
+    assert fast == expected  # everything else, strings included, exactly as orjson gives it
+
+
+@pytest.mark.parametrize("data", [
+    [True, False] * 600,                 # booleans are not numbers
+    [1.5] * 1000 + ["x"],                # a string among the numbers
+    [2**60] * 600,                       # integers a double cannot hold exactly
+], ids=["bools", "a string", "large integers"])
+def test_v2_data_that_is_not_plain_numbers_is_left_to_orjson(data):
+    raw = v2_body({"name": "x", "shape": [len(data)], "datatype": "FP64", "data": data})
+    assert len(raw) > json_body.MIN_BYTES
+    assert json_body.loads_inference(raw) == slow(raw)
