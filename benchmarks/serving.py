@@ -301,14 +301,8 @@ class Bench:
             if "slow" in self.args.skip or "dense" not in self.args.models:
                 return
             top = max(self.plan.concurrency["dense"])
-            unloaded = next((r for r in self.records if r["config"] == MH and
-                             r["model"] == "dense" and r["format"] == "json" and
-                             r["concurrency"] == top), None)
-            if unloaded is None:
-                return
-            print(f"{MH_SLOW}: dense json c={top} ...", flush=True)
-            self.slow = measure_slow_clients(srv, self.reqs["dense"]["json"], self.plan, top,
-                                             unloaded["requests_per_s"])
+            print(f"{MH_SLOW}: dense json c={top}, alone then with them ...", flush=True)
+            self.slow = measure_slow_clients(srv, self.reqs["dense"]["json"], self.plan, top)
             print(f"  {self.slow['loaded_rps']:.1f} req/s (unloaded "
                   f"{self.slow['unloaded_rps']:.1f}), errors {self.slow['errors']}, /healthz "
                   f"slowest {fmt_ms(self.slow['healthz_max_ms'])} ms of "

@@ -1,4 +1,5 @@
-"""The hub's commands: publish, pull, ls, show, alias, rm, gc, export, convert, token.
+"""The hub's commands: publish, pull, ls, show, alias, rm, gc, export, convert, scan, and (from
+`cli_access`) token, namespace and audit.
 
 The `modelhub` command (`modelhub/cli.py`) mounts them under its root group, whose context
 object is the `Settings`. Every user error exits non-zero with one line on stderr, never a
@@ -21,22 +22,10 @@ from schemas.errors import ArtifactNotFound, InvalidArgument, ModelhubError
 from schemas.manifest import dump_manifest
 from schemas.settings import Settings
 
+from . import cli_access as access_commands
+from .cli_common import Duration, _registry, audited
+from .refs import parse_reference
 
-
-def _registry(ctx: click.Context):
-    """The hub client when a hub URL is set, else the registry on the store (one per command)."""
-    root = ctx.find_root()
-    if "registry" not in root.meta:
-        settings: Settings = root.obj
-        if settings.hub_url:
-            from .client import HubClient
-
-            root.meta["registry"] = HubClient.from_settings(settings)
-        else:
-            from .registry import Registry
-
-            root.meta["registry"] = Registry.open(settings.store)
-    return root.meta["registry"]
 
 
 @contextlib.contextmanager
@@ -100,10 +89,14 @@ def publish(ctx, path: Path, name: str, description: str, tags, aliases, license
         ops = tuple(op.strip() for op in allow_ops.split(",") if op.strip())
         options = ({"allow_ops": ops} if hasattr(registry, "create_token")  # a hub decides
                    else {"allow": _store_allowance(ctx, registry, ops)})
-    with _progress(ctx, _folder_size(path), f"publishing {name}") as advance:
+    with audited(ctx, "publish", name) as note, \
+            _progress(ctx, _folder_size(path), f"publishing {name}") as advance:
+        if allow_ops:
+            note.detail = f"safety override: allows {allow_ops}"
         manifest = registry.publish(path, name, description=description, tags=_parse_tags(tags),
                                     license=license_, model_card=model_card, aliases=aliases,
                                     on_progress=advance, **options)
+        note.version = manifest["version"]
     click.echo(f"{manifest['name']}/{manifest['version']}")
     allowance = (manifest.get("safety") or {}).get("allowance")
     if allowance:
@@ -145,7 +138,7 @@ def pull(ctx, ref: str, output: Path | None, fmt: str, quantize: str | None,
     registry = _registry(ctx)
     manifest = registry.get(ref)
     label = f"{manifest['name']}/{manifest['version']}"
-    default = Path(f"{manifest['name']}-{manifest['version']}")
+    default = Path(f"{manifest['name'].replace('/', '-')}-{manifest['version']}")
     if fmt == "tflite":
         from .conversion import artifact_name
 
@@ -317,7 +310,9 @@ def alias_set(ctx, ref: str, alias_name: str) -> None:
     """Point ALIAS of REF's model at REF's version."""
     registry = _registry(ctx)
     name, version = registry.resolve(ref)
-    registry.set_alias(name, alias_name, version)
+    with audited(ctx, "alias set", name, version) as note:
+        note.detail = f"alias {alias_name}"
+        registry.set_alias(name, alias_name, version)
     click.echo(f"{name}@{alias_name} -> {name}/{version}")
 
 
@@ -327,7 +322,9 @@ def alias_set(ctx, ref: str, alias_name: str) -> None:
 @click.pass_context
 def alias_rm(ctx, name: str, alias_name: str) -> None:
     """Remove ALIAS from model NAME."""
-    _registry(ctx).remove_alias(name, alias_name)
+    with audited(ctx, "alias remove", name) as note:
+        note.detail = f"alias {alias_name}"
+        _registry(ctx).remove_alias(name, alias_name)
     click.echo(f"removed {name}@{alias_name}")
 
 
@@ -336,29 +333,12 @@ def alias_rm(ctx, name: str, alias_name: str) -> None:
 @click.pass_context
 def rm(ctx, ref: str) -> None:
     """Delete version REF (name/N). Its number is never reused; `gc` frees its files."""
-    from .refs import parse_reference
-
     parsed = parse_reference(ref)
     if parsed.version is None:
         raise InvalidArgument(f"rm needs an explicit version, e.g. {parsed.name}/3")
-    _registry(ctx).delete_version(parsed.name, parsed.version)
+    with audited(ctx, "delete", parsed.name, parsed.version):
+        _registry(ctx).delete_version(parsed.name, parsed.version)
     click.echo(f"deleted {parsed}")
-
-
-class Duration(click.ParamType):
-    """`0s`, `90s`, `30m`, `24h`, `7d`."""
-
-    name = "duration"
-    UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-    def convert(self, value, param, ctx) -> timedelta:
-        if isinstance(value, timedelta):
-            return value
-        text = str(value)
-        if not text or text[-1] not in self.UNITS or not text[:-1].isdigit():
-            self.fail(f"invalid duration {text!r}: use a whole number with s, m, h or d "
-                      "(0s, 30m, 24h, 7d)", param, ctx)
-        return timedelta(seconds=int(text[:-1]) * self.UNITS[text[-1]])
 
 
 @click.command()
@@ -465,7 +445,8 @@ def convert(ctx, ref: str, target: str, quantize: str, samples: Path | None,
     else:
         from .conversion import convert as convert_version
 
-        with _native_output_captured():
+        with audited(ctx, "convert", name, version) as note, _native_output_captured():
+            note.detail = f"to tflite, quantize {quantize}"
             record = convert_version(registry, label, **options)
     if as_json:
         click.echo(json.dumps(record, indent=2, sort_keys=True))
@@ -490,30 +471,6 @@ def convert(ctx, ref: str, target: str, quantize: str, samples: Path | None,
                    "pass --samples for ranges that match your data", err=True)
 
 
-@click.group()
-def token() -> None:
-    """API tokens for the hub (scopes: read < write < admin)."""
-
-
-@token.command(name="create")
-@click.option("--scope", type=click.Choice(SCOPES), required=True)
-@click.option("--description", default="", help="What the token is for.")
-@click.pass_context
-def token_create(ctx, scope: str, description: str) -> None:
-    """Create a token; it is printed alone on the last line, and only this once."""
-    registry = _registry(ctx)
-    if hasattr(registry, "create_token"):  # through a hub: needs an admin token
-        new = registry.create_token(scope, description)
-    else:  # straight into the store, signed with its secret
-        from .auth import TokenStore, load_secret
-
-        settings = ctx.find_root().obj
-        new = TokenStore(registry.store, load_secret(registry.store, settings)).create(
-            scope, description)
-    click.echo(f"Created a token with scope {scope}; it is shown only this once:", err=True)
-    click.echo(new)
-
-
 @click.command()
 @click.argument("ref", required=False)
 @click.option("--all", "all_versions", is_flag=True, help="Every version of every model.")
@@ -532,7 +489,9 @@ def scan(ctx, ref: str | None, all_versions: bool, as_json: bool) -> None:
         refs = [ref]
     results, unsafe = [], False
     for each in refs:
-        verdict = registry.scan(each)
+        parsed = parse_reference(each)
+        with audited(ctx, "scan", parsed.name, parsed.version):
+            verdict = registry.scan(each)
         unsafe |= not verdict["safe"] and not verdict.get("allowance")
         results.append(verdict)
         if not as_json:
@@ -546,4 +505,5 @@ def scan(ctx, ref: str | None, all_versions: bool, as_json: bool) -> None:
 
 
 #: The commands this package adds to `modelhub`.
-COMMANDS = (publish, pull, list_models, show, alias, rm, gc, export, convert, token, scan)
+COMMANDS = (publish, pull, list_models, show, alias, rm, gc, export, convert, scan,
+            *access_commands.COMMANDS)

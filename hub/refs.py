@@ -1,18 +1,37 @@
-"""Model references: `name` (latest), `name/3` (version 3), `name@prod` (what alias prod points to)."""
+"""Model references: `name` (latest), `name/3` (version 3), `name@prod` (what alias prod points to).
+A name may carry its namespace: `nlp/bert`, `nlp/bert/3`, `nlp/bert@prod`."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from schemas.errors import InvalidReference
-from schemas.manifest import ALIAS_PATTERN, ARTIFACT_PATTERN, NAME_PATTERN, VERSION_PATTERN
+from schemas.manifest import (
+    ALIAS_PATTERN,
+    ARTIFACT_PATTERN,
+    DEFAULT_NAMESPACE,
+    NAME_PATTERN,
+    NAMESPACE_PATTERN,
+    RESERVED_WORDS,
+    VERSION_PATTERN,
+)
 
 
 def check_name(name: str) -> str:
     if not isinstance(name, str) or not NAME_PATTERN.match(name):
         raise InvalidReference(
             f"invalid model name {name!r}: use lower-case letters, digits, '.', '_' and '-', "
-            "starting with a letter or digit, at most 128 characters")
+            "starting with a letter or digit, at most 128 characters, optionally after a "
+            f"namespace and a slash (nlp/bert); not {', '.join(RESERVED_WORDS)}")
     return name
+
+
+def check_namespace(namespace: str) -> str:
+    if not isinstance(namespace, str) or not NAMESPACE_PATTERN.match(namespace):
+        raise InvalidReference(
+            f"invalid namespace {namespace!r}: use lower-case letters, digits, '.', '_' and '-', "
+            f"starting with a letter or digit, at most 64 characters; not {DEFAULT_NAMESPACE!r} "
+            "(names without a namespace are in it) or a reserved word")
+    return namespace
 
 
 #: Not an alias: in URLs it selects the newest version.
@@ -78,7 +97,7 @@ def parse_reference(text: str) -> Reference:
     if "@" in text:
         name, alias = text.split("@", 1)
         return Reference(check_name(name), alias=check_alias(alias))
-    if "/" in text:
-        name, version = text.split("/", 1)
-        return Reference(check_name(name), version=check_version(version))
+    name, _, last = text.rpartition("/")
+    if name and last.isdigit():  # a namespaced name is never all digits ("²": a bad version)
+        return Reference(check_name(name), version=check_version(last))
     return Reference(check_name(text))

@@ -5,11 +5,20 @@ import base64
 import binascii
 import re
 
-from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate
+from marshmallow import (
+    EXCLUDE,
+    RAISE,
+    Schema,
+    ValidationError,
+    fields,
+    validate,
+    validates_schema,
+)
 
 from schemas.manifest import (
     ALIAS_PATTERN,
     MAX_VERSION,
+    NAMESPACE_PATTERN,
     ArtifactSchema,
     DescriptionSchema,
     ManifestSchema,
@@ -70,9 +79,44 @@ class AliasRequestSchema(_Request):
                                   validate=validate.Range(min=1, max=MAX_VERSION))
 
 
+#: `read:nlp`, `write:*`, `admin:default`.
+GRANT_PATTERN = re.compile(r"\A(?:read|write|admin):(?:\*|[a-z0-9][a-z0-9._-]{0,63})\Z")
+
+
 class TokenRequestSchema(_Request):
-    scope = fields.Str(required=True, validate=validate.OneOf(SCOPES))
+    """A new token: a `scope` on every namespace (as tokens always had), or `grants`."""
+
+    scope = fields.Str(validate=validate.OneOf(SCOPES))
+    grants = fields.List(fields.Str(validate=validate.Regexp(GRANT_PATTERN)),
+                         validate=validate.Length(min=1, max=64),
+                         metadata={"description": "SCOPE:NAMESPACE (or SCOPE:*), e.g. write:nlp"})
+    identity = fields.Str(load_default="", validate=validate.Length(max=128))
     description = fields.Str(load_default="", validate=validate.Length(max=256))
+    expires_in_days = fields.Int(load_default=None, allow_none=True,
+                                 validate=validate.Range(min=1, max=36500))
+
+    @validates_schema
+    def _scope_or_grants(self, data: dict, **_) -> None:
+        if (data.get("scope") is None) == (data.get("grants") is None):
+            raise ValidationError("give a scope or grants")
+
+
+class NamespaceRequestSchema(_Request):
+    name = fields.Str(required=True, validate=validate.Regexp(NAMESPACE_PATTERN))
+    private = fields.Bool(load_default=False)
+
+
+class NamespaceUpdateSchema(_Request):
+    private = fields.Bool(required=True)
+
+
+class AuditQuerySchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    namespace = fields.Str(load_default=None)
+    since = fields.AwareDateTime(load_default=None)
+    verify = fields.Bool(load_default=False)
 
 
 class ParityThresholdsSchema(_Request):
@@ -210,6 +254,56 @@ class CreatedArtifactSchema(ArtifactSchema):
     artifact = fields.Str(metadata={"description": "the new artifact's name, e.g. tflite-int8"})
 
 
+class TokenRecordSchema(_Response):
+    id = fields.Str()
+    identity = fields.Str()
+    description = fields.Str()
+    grants = fields.List(fields.Str())
+    created = fields.Str(allow_none=True)
+    expires = fields.Str(allow_none=True)
+    last_used = fields.Str(allow_none=True)
+
+
+class TokenListSchema(_Response):
+    tokens = fields.List(fields.Nested(TokenRecordSchema))
+
+
+class NamespaceSchema(_Response):
+    name = fields.Str()
+    private = fields.Bool()
+    created = fields.Str(allow_none=True)
+    updated = fields.Str(allow_none=True)
+    models = fields.Int()
+
+
+class NamespaceListSchema(_Response):
+    namespaces = fields.List(fields.Nested(NamespaceSchema))
+
+
+class AuditRecordSchema(_Response):
+    seq = fields.Int()
+    at = fields.Str()
+    namespace = fields.Str()
+    identity = fields.Str()
+    token_id = fields.Str(allow_none=True)
+    address = fields.Str()
+    action = fields.Str()
+    model = fields.Str(allow_none=True)
+    version = fields.Int(allow_none=True)
+    outcome = fields.Str()
+    detail = fields.Str()
+    prev = fields.Str()
+    mac = fields.Str()
+
+
+class AuditListSchema(_Response):
+    records = fields.List(fields.Nested(AuditRecordSchema))
+    problems = fields.List(fields.Str(), allow_none=True,
+                           metadata={"description": "with verify=true: what does not verify"})
+
+
 class TokenSchema(Schema):
     token = fields.Str(metadata={"description": "shown once; only its hash is stored"})
-    scope = fields.Str()
+    id = fields.Str()
+    scope = fields.Str(allow_none=True)
+    grants = fields.List(fields.Str())

@@ -230,6 +230,24 @@ class Unauthorized(ModelhubError, PermissionError):
     status = 401
 
 
+class TokenNotFound(ModelhubError, LookupError):
+    code = "token_not_found"
+    status = 404
+
+
+class NamespaceNotFound(ModelhubError, LookupError):
+    """No such namespace, or a private one the caller may not read (the same answer, so that
+    names do not leak)."""
+
+    code = "namespace_not_found"
+    status = 404
+
+
+class NamespaceExists(ModelhubError, FileExistsError):
+    code = "namespace_exists"
+    status = 409
+
+
 class Forbidden(ModelhubError, PermissionError):
     """A valid token whose scope is too small for the request."""
 

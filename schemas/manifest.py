@@ -16,8 +16,33 @@ MANIFEST_SCHEMA_VERSION = 1
 
 # Every pattern is anchored with \A and \Z: `$` would also match before a trailing newline.
 
-#: Model names: lower-case letters, digits, `.`, `_`, `-`, starting with a letter or digit.
-NAME_PATTERN = re.compile(r"\A[a-z0-9][a-z0-9._-]{0,127}\Z")
+#: Words that are parts of URLs and store keys next to model names: never a name.
+RESERVED_WORDS = ("versions", "aliases", "deleted", "artifacts", "scans", "labels", "metadata",
+                  "ready", "infer", "files", "archive", "namespaces")
+#: The namespace of names without one (`mnist` is `default`'s); never written in a name.
+DEFAULT_NAMESPACE = "default"
+_RESERVED = "|".join(RESERVED_WORDS)
+#: A namespace: a team or a person. Same characters as names, at most 64.
+NAMESPACE_REGEX = (rf"(?!(?:{_RESERVED}|{DEFAULT_NAMESPACE})(?:/|\Z))"
+                   r"[a-z0-9][a-z0-9._-]{0,63}")
+#: A model name: `NAME` (the default namespace) or `NAMESPACE/NAME`; lower-case letters, digits,
+#: `.`, `_`, `-`, starting with a letter or digit. A namespaced name is not all digits
+#: (`ns/3` is version 3 of model ns).
+NAME_REGEX = (rf"(?:{NAMESPACE_REGEX}/(?![0-9]+(?:/|\Z)))?"
+              rf"(?!(?:{_RESERVED})(?:/|\Z))[a-z0-9][a-z0-9._-]{{0,127}}")
+NAME_PATTERN = re.compile(rf"\A{NAME_REGEX}\Z")
+NAMESPACE_PATTERN = re.compile(rf"\A{NAMESPACE_REGEX}\Z")
+
+
+def name_folder(name: str) -> str:
+    """A model's folder in local caches: `mnist`, or `@nlp/bert` for a namespaced name (`@` is
+    in no name, so `@nlp/` never meets a folder of model `nlp` or its aliases)."""
+    return f"@{name}" if "/" in name else name
+
+
+def namespace_of(name: str) -> str:
+    """`nlp/bert` -> `nlp`; `mnist` -> `default`."""
+    return name.split("/", 1)[0] if "/" in name else DEFAULT_NAMESPACE
 #: Aliases (TF Serving version labels) start with a letter, so they never look like versions.
 ALIAS_PATTERN = re.compile(r"\A[a-z][a-z0-9._-]{0,63}\Z")
 #: Version numbers: plain ASCII digits (str.isdigit() also takes "²" and "٣").

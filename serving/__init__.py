@@ -10,6 +10,7 @@ from flask import Blueprint, Flask, Response, request
 
 from hub.auth import Access, bearer_token
 from hub.registry import Registry
+from schemas.manifest import namespace_of
 from schemas.settings import Settings
 
 from .dataplane import DataPlane
@@ -40,18 +41,20 @@ def build(registry: Registry, access: Access, settings: Settings) -> Serving:
     """The serving side, its models not loaded yet (`manager.start_in_background()`)."""
     metrics = ServingMetrics()
     manager = ModelManager.from_settings(registry, settings, metrics)
-    return Serving(manager, DataPlane(manager, metrics), metrics, access, settings)
+    return Serving(manager, DataPlane(manager, metrics, access), metrics, access, settings)
 
 
 def init_app(app: Flask, serving: Serving) -> None:
     """Mount the metrics on the control plane (Flask): a scrape needs read access, like the
-    model names and traffic it shows."""
+    model names and traffic it shows, and shows only the models the caller may read."""
     blueprint = Blueprint("metrics", __name__)
 
     @blueprint.get(METRICS_PATH)
     def prometheus_metrics():
-        serving.access.require(bearer_token(request.headers.get("Authorization")), "read")
-        body, content_type = serving.metrics.exposition()
+        access = serving.access
+        caller = access.require(bearer_token(request.headers.get("Authorization")), "read")
+        body, content_type = serving.metrics.exposition(
+            lambda name: access.can_read(caller, namespace_of(name)))
         return Response(body, content_type=content_type)
 
     app.register_blueprint(blueprint)

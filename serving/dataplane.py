@@ -20,6 +20,8 @@ import numpy as np
 
 from schemas.errors import InvalidArgument, ModelhubError, ModelRuntimeError, Overloaded, TensorError
 
+from hub.auth import Access, Identity
+
 from .manager import ModelManager, NeedsLoad
 from .metrics import ServingMetrics
 from .served import ServedVersion
@@ -32,22 +34,41 @@ log = logging.getLogger(__name__)
 class Call:
     """One prediction request, for the metrics: which API, and once known, what it ran."""
 
-    api: str = ""  # set by the front once it knows the request runs a model ("tfserving", "v2", "tfserving_grpc", "v2_grpc")
+    #: set by the front once it knows the request runs a model ("tfserving", "v2",
+    #: "tfserving_grpc", "v2_grpc")
+    api: str = ""
     started: float = field(default_factory=time.perf_counter)
+    #: who asks (None: anonymous), once the front has checked the token
+    identity: Identity | None = None
     model: str = ""
     version: int | str = ""
     signature: str = ""
 
 
 class DataPlane:
-    def __init__(self, manager: ModelManager, metrics: ServingMetrics | None = None):
+    def __init__(self, manager: ModelManager, metrics: ServingMetrics | None = None,
+                 access: Access | None = None):
+        """`access`: who may read which model (None: everyone, for in-process use)."""
         self.manager = manager
         self.metrics = metrics
+        self.access = access
+
+    async def check(self, call: Call | None, name: str) -> None:
+        """Raise unless the caller may read model `name` (a model of a private namespace the
+        caller may not read is not found)."""
+        if self.access is not None:
+            await self.access.check_model_async(call.identity if call else None, "read", name)
+
+    def visible(self, call: Call | None, names) -> list[str]:
+        if self.access is None:
+            return list(names)
+        return self.access.filter_names(call.identity if call else None, names)
 
     async def served(self, name: str, version: int | None = None, label: str | None = None,
                      call: Call | None = None) -> ServedVersion:
         """The AVAILABLE version a request is for (explicit, by label, or the newest). A version
         the memory budget evicted loads again first, off the event loop."""
+        await self.check(call, name)
         try:
             served = self.manager.get(name, version, label, load=False)
         except NeedsLoad:

@@ -39,6 +39,7 @@ from schemas.errors import (
     UnsafeModel,
     first_line,
 )
+from schemas.manifest import name_folder
 from schemas.serving import BatchingOptions, ModelConfig, load_serving_config
 from schemas.settings import Settings
 
@@ -231,7 +232,7 @@ class ModelManager:
         folder is reused only for that exact version: another store, or a store wiped and
         published again (version numbers start over), gets a folder of its own."""
         name, version = manifest["name"], manifest["version"]
-        folder = self.cache_dir / name / f"{version}-{content_digest(manifest)}"
+        folder = self.cache_dir / name_folder(name) / f"{version}-{content_digest(manifest)}"
         if not folder.exists():
             try:
                 self.registry.pull(f"{name}/{version}", folder)
@@ -246,7 +247,7 @@ class ModelManager:
         """Remove the model's cached folders that no published version has (deleted versions,
         or another store's), once they are older than PRUNE_AFTER_SECONDS: another worker
         sharing the cache may be a poll behind."""
-        folder = self.cache_dir / name
+        folder = self.cache_dir / name_folder(name)
         now = time.time()
         with contextlib.suppress(FileNotFoundError):
             for entry in folder.iterdir():
@@ -268,7 +269,7 @@ class ModelManager:
                 raise InvalidModel(f"{name}/{version} artifact {artifact} needs TensorFlow ops "
                                    f"({', '.join(metadata['select_tf_ops'])}) that LiteRT here "
                                    "cannot run; serve it with --runtime tensorflow")
-            path = (self.cache_dir / name / f"{version}.artifacts" /
+            path = (self.cache_dir / name_folder(name) / f"{version}.artifacts" /
                     f"{artifact}-{record['sha256'][:16]}.tflite")
             if not path.exists():
                 path.parent.mkdir(parents=True, exist_ok=True)

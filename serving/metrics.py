@@ -10,6 +10,8 @@ Served at `/monitoring/prometheus/metrics` (TF Serving's path) by the control pl
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client import generate_latest
@@ -93,10 +95,24 @@ class ServingMetrics:
 
     # --- the scrape ----------------------------------------------------------------------------
 
-    def exposition(self) -> tuple[bytes, str]:
-        """The text of a scrape: every worker's values when there are several."""
+    def exposition(self, shows_model: Callable[[str], bool] | None = None) -> tuple[bytes, str]:
+        """The text of a scrape: every worker's values when there are several; with
+        `shows_model`, the series of models it refuses are left out."""
         if multiprocess():
             registry = CollectorRegistry()
             MultiProcessCollector(registry)
-            return generate_latest(registry), CONTENT_TYPE_LATEST
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+            text = generate_latest(registry)
+        else:
+            text = generate_latest(self.registry)
+        if shows_model is not None:
+            text = b"".join(line for line in text.splitlines(keepends=True)
+                            if not _hidden(line, shows_model))
+        return text, CONTENT_TYPE_LATEST
+
+
+_MODEL_LABEL = re.compile(rb'[{,]model="([^"]*)"')
+
+
+def _hidden(line: bytes, shows_model: Callable[[str], bool]) -> bool:
+    match = _MODEL_LABEL.search(line)
+    return bool(match) and not shows_model(match.group(1).decode())

@@ -8,8 +8,6 @@ import socket
 import threading
 import time
 
-import requests
-
 from tests.support.processes import Server
 
 from .bodies import Body
@@ -86,22 +84,27 @@ class HealthProbe:
         self._thread.join(timeout=10)
 
     def _run(self) -> None:
+        host, port = self.url.removeprefix("http://").split(":")
+        request = f"GET /healthz HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode()
         while not self._stop.wait(HEALTH_EVERY_S):
             started = time.perf_counter()
-            try:
-                ok = requests.get(f"{self.url}/healthz", timeout=5).status_code == 200
-            except requests.RequestException:
+            try:  # a bare socket: the probe must not take the CPU it measures
+                with socket.create_connection((host, int(port)), timeout=5) as sock:
+                    sock.sendall(request)
+                    ok = sock.recv(64).startswith(b"HTTP/1.1 200")
+            except OSError:
                 ok = False
             self.latencies_ms.append((time.perf_counter() - started) * 1000)
             self.failures += not ok
 
 
-def measure_slow_clients(srv: Server, body: Body, plan: Plan, concurrency: int,
-                         unloaded_rps: float) -> dict:
-    """The normal clients' rate with SLOW_CLIENTS slow ones beside them, and /healthz."""
+def measure_slow_clients(srv: Server, body: Body, plan: Plan, concurrency: int) -> dict:
+    """The normal clients' rate alone, then with SLOW_CLIENTS slow ones beside them (back to
+    back, so both see the same machine), and /healthz meanwhile."""
     host, port = srv.url.removeprefix("http://").split(":")
     command, parse = load_command(plan.generator, url_of(srv, body), body.request, concurrency,
                                   plan.durations[body.model])
+    unloaded_rps = run_load(command, parse, srv.process.pid)["requests_per_s"]
     with Slowloris(host, int(port), body.request.path) as slow, HealthProbe(srv.url) as probe:
         time.sleep(2.0)  # every slow connection open and trickling
         result = run_load(command, parse, srv.process.pid)

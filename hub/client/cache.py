@@ -29,7 +29,13 @@ import uuid
 from pathlib import Path
 
 from schemas.errors import NotCached
-from schemas.manifest import dump_artifact, dump_manifest, load_artifact, load_manifest
+from schemas.manifest import (
+    dump_artifact,
+    dump_manifest,
+    load_artifact,
+    load_manifest,
+    name_folder,
+)
 
 from ..refs import Reference, is_version_text
 
@@ -52,19 +58,20 @@ class ModelCache:
         return self.blob_path(sha256).with_name(f".{sha256}.{_unique_suffix()}.part")
 
     def manifest_path(self, name: str, version: int) -> Path:
-        return self.root / "manifests" / name / f"{version}.json"
+        return self.root / "manifests" / name_folder(name) / f"{version}.json"
 
     def snapshot_path(self, name: str, version: int) -> Path:
-        return self.root / "snapshots" / name / str(version)
+        return self.root / "snapshots" / name_folder(name) / str(version)
 
     def artifact_record_path(self, name: str, version: int, artifact: str) -> Path:
-        return self.root / "artifacts" / name / str(version) / f"{artifact}.json"
+        return self.root / "artifacts" / name_folder(name) / str(version) / f"{artifact}.json"
 
     def artifact_file_path(self, name: str, version: int, artifact: str, record: dict) -> Path:
-        return self.root / "artifacts" / name / str(version) / artifact / record["path"]
+        return (self.root / "artifacts" / name_folder(name) / str(version) / artifact /
+                record["path"])
 
     def _ref_path(self, ref: Reference) -> Path:
-        return self.root / "refs" / ref.name / (ref.alias or "latest")
+        return self.root / "refs" / name_folder(ref.name) / (ref.alias or "latest")
 
     # --- blobs --------------------------------------------------------------------------------
 
@@ -197,7 +204,7 @@ class ModelCache:
         a full fetch resolved before, or, for `name`, the newest version with that artifact."""
         version = self._offline_version(ref)
         if version is None:
-            folder = self.root / "artifacts" / ref.name
+            folder = self.root / "artifacts" / name_folder(ref.name)
             version = max((int(p.parent.name) for p in folder.glob(f"*/{artifact}.json")
                             if is_version_text(p.parent.name)), default=None)
         found = version is not None and self.cached_artifact(ref.name, version, artifact)
@@ -209,8 +216,8 @@ class ModelCache:
         """Answer a reference from the cache alone (offline mode)."""
         version = self._offline_version(ref)
         if version is None:
-            versions = [int(p.stem) for p in (self.root / "manifests" / ref.name).glob("*.json")
-                        if is_version_text(p.stem)]
+            folder = self.root / "manifests" / name_folder(ref.name)
+            versions = [int(p.stem) for p in folder.glob("*.json") if is_version_text(p.stem)]
             if not versions:
                 raise NotCached(f"no version of {ref.name!r} is in the cache at {self.root}")
             version = max(versions)

@@ -365,9 +365,40 @@ class HubClient:
     def delete_version(self, name: str, version: int) -> None:
         self._request("DELETE", self._version_path(check_name(name), version))
 
-    def create_token(self, scope: str, description: str = "") -> str:
-        return self._json("POST", "/api/v1/tokens",
-                          json={"scope": scope, "description": description})["token"]
+    # --- tokens, namespaces, the audit log (admin) ---------------------------------------------
+
+    def create_token(self, grants: list[str], description: str = "", identity: str = "",
+                     expires_in_days: int | None = None) -> tuple[str, dict]:
+        """(the new token, its public record) for `grants` (`write:nlp`, `admin:*`)."""
+        body = self._json("POST", "/api/v1/tokens", json={
+            "grants": list(grants), "description": description, "identity": identity,
+            "expires_in_days": expires_in_days})
+        return body["token"], {"id": body["id"], "grants": body["grants"],
+                               "identity": identity, "description": description}
+
+    def list_tokens(self) -> list[dict]:
+        return self._json("GET", "/api/v1/tokens")["tokens"]
+
+    def revoke_token(self, token_id: str) -> None:
+        self._request("DELETE", f"/api/v1/tokens/{quote(token_id)}")
+
+    def namespaces(self) -> list[dict]:
+        return self._json("GET", "/api/v1/namespaces")["namespaces"]
+
+    def create_namespace(self, name: str, private: bool) -> dict:
+        return self._json("POST", "/api/v1/namespaces", json={"name": name, "private": private})
+
+    def set_namespace(self, name: str, private: bool) -> dict:
+        return self._json("PATCH", f"/api/v1/namespaces/{quote(name)}", json={"private": private})
+
+    def audit_records(self, namespace: str | None, since) -> list[dict]:
+        params = {k: v for k, v in (("namespace", namespace),
+                                    ("since", since.isoformat() if since else None)) if v}
+        return self._json("GET", "/api/v1/audit", params=params)["records"]
+
+    def audit_verify(self, namespace: str | None) -> list[str]:
+        params = {"verify": "true", **({"namespace": namespace} if namespace else {})}
+        return self._json("GET", "/api/v1/audit", params=params)["problems"]
 
     def gc(self, grace) -> dict:
         raise InvalidArgument("gc runs against a store (--store), not through a hub")

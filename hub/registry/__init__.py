@@ -3,7 +3,7 @@
 `layout` says where everything lives in the store; each part of the registry is its own module:
 `reading` (names, versions, aliases, manifests, references), `publishing`, `aliases`,
 `artifacts` (files derived from a version, e.g. TFLite), `safety` (the graph scan's verdict),
-`cleanup` (delete, gc) and `fetching` (verified bytes back out: files, folders, tar.gz). `files` and `archive` handle SavedModel folders
+`cleanup` (delete, gc), `namespaces` (teams' models and who may see them) and `fetching` (verified bytes back out: files, folders, tar.gz). `files` and `archive` handle SavedModel folders
 and archives on local disk.
 
     registry = Registry.open("s3://models/hub")
@@ -20,12 +20,13 @@ from .aliases import Aliases
 from .artifacts import Artifacts
 from .cleanup import Cleanup
 from .fetching import Fetching
+from .namespaces import Namespaces
 from .publishing import Publishing
 from .reading import Reading
 from .safety import Safety
 
 
-class Registry(Reading, Publishing, Aliases, Artifacts, Cleanup, Fetching, Safety):
+class Registry(Reading, Publishing, Aliases, Artifacts, Cleanup, Fetching, Safety, Namespaces):
     def __init__(self, store: ObjectStore):
         self.store = store
 

@@ -10,6 +10,7 @@ from schemas.manifest import load_artifact
 from storage import ObjectStore
 
 from .layout import (
+    all_model_keys,
     artifact_keys,
     artifacts_prefix,
     json_bytes,
@@ -67,7 +68,7 @@ class Cleanup:
         removed_records = 0
         # Every name with any key: a model whose last version was deleted may still hold the
         # artifact records an interrupted delete_version left behind.
-        names = sorted({key.split("/")[1] for key in self.store.list_keys("models/")})
+        names = sorted({name for name, _ in all_model_keys(self.store)})
         for name in names:
             keys = model_keys(self.store, name)
             for version in keys.versions:

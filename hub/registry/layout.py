@@ -1,6 +1,10 @@
 """Where the registry keeps what, in its object store: the heart of its correctness.
 
+A model of the default namespace lives under `models/<name>/`, one of namespace `ns` (named
+`ns/<name>`) under `namespaces/ns/models/<name>/`, with the same keys below:
+
     blobs/sha256/<first 2 hex>/<digest>     file contents, immutable, shared between versions
+                                            (and between namespaces: a blob is its content)
     models/<name>/versions/<n>.json         manifest of version n; create-only; exists = published
     models/<name>/aliases/<alias>.json      {"version": n, ...}; moved by compare-and-swap
     models/<name>/deleted/<n>.json          tombstone: version n was deleted and is never reused
@@ -8,10 +12,14 @@
                                             path, size, sha256 (a blob), kind and metadata; create-only
     models/<name>/scans/<n>.json            the safety scan's verdict on version n, for versions
                                             published before the manifest carried it; create-only
+    namespaces/<ns>/namespace.json          a namespace: whether it is private (its record is
+                                            what makes it exist; `default` may have one too)
+    audit/<ns>/<seq>.json, audit/<ns>/HEAD  the audit log of a namespace (see hub/audit.py)
 """
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from storage import ObjectStore
@@ -23,21 +31,43 @@ def blob_key(sha256: str) -> str:
     return f"blobs/sha256/{sha256[:2]}/{sha256}"
 
 
+def model_prefix(name: str) -> str:
+    """Where everything of model `name` lives (`name` checked by the caller)."""
+    if "/" in name:
+        namespace, base = name.split("/", 1)
+        return f"namespaces/{namespace}/models/{base}/"
+    return f"models/{name}/"
+
+
+def namespace_key(namespace: str) -> str:
+    return f"namespaces/{namespace}/namespace.json"
+
+
+def model_name_of(key: str) -> str | None:
+    """The model a key under `models/` or `namespaces/` belongs to (None: not a model's)."""
+    parts = key.split("/")
+    if parts[0] == "models" and len(parts) > 2:
+        return parts[1]
+    if parts[0] == "namespaces" and len(parts) > 4 and parts[2] == "models":
+        return f"{parts[1]}/{parts[3]}"
+    return None
+
+
 def manifest_key(name: str, version: int) -> str:
-    return f"models/{name}/versions/{version}.json"
+    return f"{model_prefix(name)}versions/{version}.json"
 
 
 def alias_key(name: str, alias: str) -> str:
-    return f"models/{name}/aliases/{alias}.json"
+    return f"{model_prefix(name)}aliases/{alias}.json"
 
 
 def tombstone_key(name: str, version: int) -> str:
-    return f"models/{name}/deleted/{version}.json"
+    return f"{model_prefix(name)}deleted/{version}.json"
 
 
 def artifacts_prefix(name: str, version: int | None = None) -> str:
     """Where the artifact records of one version (or, without `version`, of every version) live."""
-    base = f"models/{name}/artifacts/"
+    base = f"{model_prefix(name)}artifacts/"
     return base if version is None else f"{base}{version}/"
 
 
@@ -46,7 +76,16 @@ def artifact_key(name: str, version: int, artifact: str) -> str:
 
 
 def scan_key(name: str, version: int) -> str:
-    return f"models/{name}/scans/{version}.json"
+    return f"{model_prefix(name)}scans/{version}.json"
+
+
+def all_model_keys(store: ObjectStore) -> Iterator[tuple[str, str]]:
+    """(model name, key) of every key of every model, in every namespace."""
+    for prefix in ("models/", "namespaces/"):
+        for key in store.list_keys(prefix):
+            name = model_name_of(key)
+            if name is not None:
+                yield name, key
 
 
 def json_bytes(obj: object) -> bytes:
@@ -66,7 +105,7 @@ class ModelKeys:
 def model_keys(store: ObjectStore, name: str) -> ModelKeys:
     """Published versions, deleted versions and aliases of one model, from one listing."""
     versions, deleted, aliases = [], [], []
-    prefix = f"models/{name}/"
+    prefix = model_prefix(name)
     for key in store.list_keys(prefix):
         kind, _, leaf = key[len(prefix):].partition("/")
         stem = leaf[:-5] if leaf.endswith(".json") else None

@@ -13,12 +13,12 @@ from schemas.errors import (
     ObjectNotFound,
     VersionNotFound,
 )
-from schemas.manifest import load_manifest
+from schemas.manifest import load_manifest, namespace_of
 from storage import ObjectStore
 
-from ..refs import Reference, check_name, check_version, parse_reference
+from ..refs import Reference, check_name, check_version, is_version_text, parse_reference
 from .files import parallel_map
-from .layout import alias_key, manifest_key, model_keys
+from .layout import alias_key, all_model_keys, manifest_key, model_keys
 from .safety import safety_state
 
 log = logging.getLogger(__name__)
@@ -32,12 +32,15 @@ class Reading:
         not exist; an answer either way is what counts."""
         self.store.exists("health/probe")
 
-    def model_names(self) -> list[str]:
+    def model_names(self, namespace: str | None = None) -> list[str]:
+        """Every model with a published version (of one namespace, if given)."""
         names = set()
-        for key in self.store.list_keys("models/"):
-            parts = key.split("/")
-            if len(parts) == 4 and parts[2] == "versions":
-                names.add(parts[1])
+        for name, key in all_model_keys(self.store):
+            stem = key.rsplit("/", 1)[-1].removesuffix(".json")
+            if is_version_text(stem) and key == manifest_key(name, int(stem)):
+                names.add(name)
+        if namespace is not None:
+            names = {n for n in names if namespace_of(n) == namespace}
         return sorted(names)
 
     def versions(self, name: str) -> list[int]:

@@ -8,33 +8,53 @@ from __future__ import annotations
 import json
 from pathlib import PurePosixPath
 
-from flask import Blueprint, Response, jsonify, request, url_for
+from datetime import datetime, timedelta, timezone
+
+from flask import Blueprint, Response, g, jsonify, request, url_for
 from marshmallow import ValidationError
 
 from schemas.api import (
     AliasRequestSchema,
     AliasSchema,
+    AuditListSchema,
+    AuditQuerySchema,
     ArtifactListSchema,
     ConvertRequestSchema,
     CreatedArtifactSchema,
     ListQuerySchema,
     ModelDetailSchema,
     ModelListSchema,
+    NamespaceListSchema,
+    NamespaceRequestSchema,
+    NamespaceSchema,
+    NamespaceUpdateSchema,
     PublishMetadataSchema,
     ScanResultSchema,
+    TokenListSchema,
     TokenRequestSchema,
     TokenSchema,
     VersionListSchema,
     VersionSchema,
 )
-from schemas.errors import InvalidArgument, UnsupportedMediaType
-from schemas.manifest import dump_manifest
+from schemas.errors import InvalidArgument, Unauthorized, UnsupportedMediaType
+from schemas.manifest import dump_manifest, namespace_of
 
-from ..auth import bearer_token, sign_allowance
+from ..audit import HUB_LOG, log_name
+from ..auth import EVERY_NAMESPACE, Grant, sign_allowance
 from ..refs import check_alias, check_name, check_version, is_version_text, reference_from_url
 from ..registry.publishing import AllowOps
 from ..registry.safety import safety_state
-from .context import archive_response, error_response, get_access, get_registry, get_settings, requires
+from .context import (
+    archive_response,
+    audited,
+    error_response,
+    get_access,
+    get_audit,
+    get_registry,
+    get_settings,
+    identity,
+    requires,
+)
 
 api = Blueprint("hub_api", __name__, url_prefix="/api/v1")
 
@@ -70,14 +90,16 @@ def _version_summary(manifest: dict) -> dict:
 @requires("read")
 def list_models():
     query = _load(ListQuerySchema(), request.args, "query")
-    models = get_registry().list_models(query["q"])
+    access, caller = get_access(), identity()
+    models = [m for m in get_registry().list_models(query["q"])
+              if access.can_read(caller, namespace_of(m["name"]))]
     page, per_page = query["page"], query["per_page"]
     chosen = models[(page - 1) * per_page: page * per_page]
     return ModelListSchema().dump(
         {"models": chosen, "page": page, "per_page": per_page, "total": len(models)})
 
 
-@api.get("/models/<name>")
+@api.get("/models/<model:name>")
 @requires("read")
 def model_detail(name: str):
     registry = get_registry()
@@ -95,7 +117,7 @@ def model_detail(name: str):
     })
 
 
-@api.get("/models/<name>/versions")
+@api.get("/models/<model:name>/versions")
 @requires("read")
 def list_versions(name: str):
     registry = get_registry()
@@ -107,8 +129,9 @@ def list_versions(name: str):
                                     for v in versions]})
 
 
-@api.post("/models/<name>/versions")
+@api.post("/models/<model:name>/versions")
 @requires("write")
+@audited("publish")
 def publish(name: str):
     """Publish the tar(.gz) in the body; metadata as JSON in the Modelhub-Metadata header."""
     check_name(name)
@@ -133,10 +156,11 @@ def publish(name: str):
         raise InvalidArgument(f"the {METADATA_HEADER} header must hold a JSON object")
     metadata = _load(PublishMetadataSchema(), metadata, "publish metadata")
     allow_ops = metadata.pop("allow_ops")
-    if allow_ops:  # only an admin may publish what the safety scan refuses
+    if allow_ops:  # only an admin may publish what the safety scan refuses: a safety override
         access = get_access()
-        admin = access.require(bearer_token(request.headers.get("Authorization")), "admin")
-        metadata["allow"] = AllowOps(tuple(allow_ops), admin.label,
+        access.check_model(identity(), "admin", name)
+        g.audit_detail = f"safety override: allows {', '.join(allow_ops)}"
+        metadata["allow"] = AllowOps(tuple(allow_ops), identity().label,
                                      lambda record: sign_allowance(access.tokens.secret, record))
     # Werkzeug enforces this while the body streams in: a declared Content-Length over it is
     # refused before any byte is read, and a chunked body is cut off as soon as it passes it.
@@ -144,6 +168,7 @@ def publish(name: str):
     request.max_content_length = settings.max_upload_bytes
     manifest = get_registry().publish_archive(
         request.stream, name, max_bytes=settings.max_extracted_bytes, **metadata)
+    g.audit_version = manifest["version"]
     response = jsonify(dump_manifest(manifest))
     response.status_code = 201
     response.headers["Location"] = url_for(".version_manifest", name=name,
@@ -151,7 +176,7 @@ def publish(name: str):
     return response
 
 
-@api.get("/models/<name>/versions/<version>")
+@api.get("/models/<model:name>/versions/<version>")
 @requires("read")
 def version_manifest(name: str, version: str):
     """`version` is a number, `latest`, or an alias; with the version's artifacts."""
@@ -162,28 +187,30 @@ def version_manifest(name: str, version: str):
                                                                  manifest["version"])})
 
 
-@api.delete("/models/<name>/versions/<version>")
+@api.delete("/models/<model:name>/versions/<version>")
 @requires("admin")
+@audited("delete")
 def delete_version(name: str, version: str):
     get_registry().delete_version(check_name(name), check_version(version))
     return Response(status=204)
 
 
-@api.post("/models/<name>/versions/<version>/scan")
+@api.post("/models/<model:name>/versions/<version>/scan")
 @requires("write")
+@audited("scan")
 def scan_version(name: str, version: str):
     """Scan the version's graph afresh; record the verdict of a version that has none."""
     return ScanResultSchema().dump(get_registry().scan(reference_from_url(name, version)))
 
 
-@api.get("/models/<name>/versions/<version>/archive")
+@api.get("/models/<model:name>/versions/<version>/archive")
 @requires("read")
 def version_archive(name: str, version: str):
     manifest, chunks = get_registry().archive(reference_from_url(name, version))
     return archive_response(manifest, chunks)
 
 
-@api.get("/models/<name>/versions/<version>/files/<path:path>")
+@api.get("/models/<model:name>/versions/<version>/files/<path:path>")
 @requires("read")
 def version_file(name: str, version: str, path: str):
     """One file; its sha256 is its ETag. Supports Range, If-Range and If-None-Match."""
@@ -228,7 +255,7 @@ def _blob_response(entry: dict, by_number: bool, what: str, chunks) -> Response:
 # --- artifacts ----------------------------------------------------------------------------------
 
 
-@api.get("/models/<name>/versions/<version>/artifacts")
+@api.get("/models/<model:name>/versions/<version>/artifacts")
 @requires("read")
 def list_artifacts(name: str, version: str):
     registry = get_registry()
@@ -238,8 +265,9 @@ def list_artifacts(name: str, version: str):
                                       "artifacts": artifacts})
 
 
-@api.post("/models/<name>/versions/<version>/artifacts")
+@api.post("/models/<model:name>/versions/<version>/artifacts")
 @requires("write")
+@audited("convert")
 def create_artifact(name: str, version: str):
     """Convert the version (JSON body: ConvertRequestSchema) and store the result as an
     artifact. Runs in the request (seconds for small models); conversions in one process run
@@ -250,6 +278,7 @@ def create_artifact(name: str, version: str):
     registry = get_registry()
     # Pinned to a number first: an alias moved meanwhile cannot change what gets converted.
     _, number = registry.resolve(reference_from_url(name, version))
+    g.audit_version, g.audit_detail = number, f"to tflite, quantize {body['quantize']}"
     record = convert(registry, f"{name}/{number}", quantize=body["quantize"],
                      samples=body["samples"], signature=body["signature"],
                      allow_select_tf_ops=body["allow_select_tf_ops"],
@@ -263,7 +292,7 @@ def create_artifact(name: str, version: str):
     return response
 
 
-@api.get("/models/<name>/versions/<version>/artifacts/<artifact>")
+@api.get("/models/<model:name>/versions/<version>/artifacts/<artifact>")
 @requires("read")
 def artifact_file(name: str, version: str, artifact: str):
     """An artifact's file; like files: sha256 as ETag, Range, If-Range and If-None-Match."""
@@ -275,35 +304,121 @@ def artifact_file(name: str, version: str, artifact: str):
         lambda start=0, end=None: registry.artifact_chunks(manifest, artifact, record, start, end))
     suffix = PurePosixPath(record["path"]).suffix
     response.headers["Content-Disposition"] = (
-        f'attachment; filename="{manifest["name"]}-{manifest["version"]}-{artifact}{suffix}"')
+        f'attachment; filename="{manifest["name"].replace("/", "-")}-{manifest["version"]}-'
+        f'{artifact}{suffix}"')
     return response
 
 
 # --- aliases and tokens -------------------------------------------------------------------------
 
 
-@api.put("/models/<name>/aliases/<alias>")
+@api.put("/models/<model:name>/aliases/<alias>")
 @requires("write")
+@audited("alias set")
 def put_alias(name: str, alias: str):
     body = _json_body(AliasRequestSchema(), "alias request")
+    g.audit_version, g.audit_detail = body["version"], f"alias {alias}"
     record = get_registry().set_alias(check_name(name), check_alias(alias), body["version"],
                                       expected_version=body["expected_version"])
     return AliasSchema().dump({"name": name, "alias": alias, **record})
 
 
-@api.delete("/models/<name>/aliases/<alias>")
+@api.delete("/models/<model:name>/aliases/<alias>")
 @requires("write")  # like moving it: undone by setting it again (deleting versions is admin's)
+@audited("alias remove")
 def delete_alias(name: str, alias: str):
+    g.audit_detail = f"alias {alias}"
     get_registry().remove_alias(check_name(name), alias)
     return Response(status=204)
 
 
 @api.post("/tokens")
-@requires("admin")
+@requires("read")  # who may make which token is checked below, grant by grant
+@audited("token create")
 def create_token():
     body = _json_body(TokenRequestSchema(), "token request")
-    token = get_access().tokens.create(body["scope"], body["description"])
-    return TokenSchema().dump({"token": token, "scope": body["scope"]}), 201
+    grants = ([Grant(EVERY_NAMESPACE, body["scope"])] if "scope" in body
+              else [Grant.parse(text) for text in body["grants"]])
+    access = get_access()
+    for grant in grants:  # admin where the token may act: on `*` for a `*` grant
+        access.check(identity(), "admin", grant.namespace)
+    expires = (datetime.now(timezone.utc) + timedelta(days=body["expires_in_days"])
+               if body["expires_in_days"] else None)
+    token, record = access.tokens.create_record(
+        description=body["description"], identity=body["identity"], grants=grants,
+        expires=expires)
+    g.audit_detail = f"token {record['id']} for {record['identity']}: " + \
+        ", ".join(record["grants"])
+    return TokenSchema().dump({"token": token, "id": record["id"], "scope": body.get("scope"),
+                               "grants": record["grants"]}), 201
+
+
+@api.get("/tokens")
+@requires("admin")
+def list_tokens():
+    return TokenListSchema().dump({"tokens": get_access().tokens.list()})
+
+
+@api.delete("/tokens/<token_id>")
+@requires("admin")
+@audited("token revoke")
+def revoke_token(token_id: str):
+    g.audit_detail = f"token {token_id}"
+    get_access().tokens.revoke(token_id)
+    return Response(status=204)
+
+
+# --- namespaces and the audit log -----------------------------------------------------------
+
+
+@api.get("/namespaces")
+@requires("read")
+def list_namespaces():
+    """The namespaces the caller may administer."""
+    caller = identity()
+    if caller is None:
+        raise Unauthorized("listing namespaces needs a token (it lists those it administers)")
+    found = [n for n in get_registry().namespaces() if caller.allows(n["name"], "admin")]
+    return NamespaceListSchema().dump({"namespaces": found})
+
+
+@api.post("/namespaces")
+@requires("read")
+@audited("namespace create")
+def create_namespace():
+    body = _json_body(NamespaceRequestSchema(), "namespace request")
+    g.audit_namespace = body["name"]
+    g.audit_detail = "private" if body["private"] else "public"
+    get_access().check(identity(), "admin", body["name"])
+    created = get_registry().create_namespace(body["name"], private=body["private"])
+    get_access().privacy.forget(body["name"])
+    return NamespaceSchema().dump(created), 201
+
+
+@api.patch("/namespaces/<namespace>")
+@requires("read")
+@audited("namespace set")
+def update_namespace(namespace: str):
+    body = _json_body(NamespaceUpdateSchema(), "namespace update")
+    g.audit_namespace = namespace
+    g.audit_detail = "private" if body["private"] else "public"
+    get_access().check(identity(), "admin", namespace)
+    updated = get_registry().set_namespace(namespace, private=body["private"])
+    get_access().privacy.forget(namespace)
+    return NamespaceSchema().dump(updated)
+
+
+@api.get("/audit")
+@requires("read")
+def audit_log():
+    """The audit records of a namespace (admin on it), or of every one (admin on `*`)."""
+    query = _load(AuditQuerySchema(), request.args, "query")
+    log = log_name(query["namespace"])
+    get_access().check(identity(), "admin", log if log and log != HUB_LOG else EVERY_NAMESPACE)
+    audit = get_audit()
+    return AuditListSchema().dump({
+        "records": audit.records(log, query["since"]),
+        "problems": audit.verify(log) if query["verify"] else None})
 
 
 @api.get("/openapi.json")

@@ -11,24 +11,37 @@ from schemas.api import (
     AliasRequestSchema,
     AliasSchema,
     ArtifactListSchema,
+    AuditListSchema,
     ConvertRequestSchema,
     CreatedArtifactSchema,
     ErrorSchema,
     ModelDetailSchema,
     ModelListSchema,
+    NamespaceListSchema,
+    NamespaceRequestSchema,
+    NamespaceSchema,
+    NamespaceUpdateSchema,
     PublishMetadataSchema,
     ScanResultSchema,
+    TokenListSchema,
     TokenRequestSchema,
     TokenSchema,
     VersionListSchema,
     VersionSchema,
 )
-from schemas.manifest import ALIAS_PATTERN, MAX_VERSION, NAME_PATTERN, ManifestSchema
+from schemas.manifest import (
+    ALIAS_PATTERN,
+    MAX_VERSION,
+    NAME_PATTERN,
+    NAMESPACE_PATTERN,
+    ManifestSchema,
+)
 
 def _ecma(pattern) -> str:
-    """A Python pattern anchored with \\A..\\Z as the ECMA-262 regex OpenAPI uses."""
+    """A Python pattern anchored with \\A..\\Z as the ECMA-262 regex OpenAPI uses (whose `$`,
+    without the multiline flag, is the end of the input, as Python's \\Z is)."""
     text = getattr(pattern, "pattern", pattern)
-    return "^" + text.removeprefix("\\A").removesuffix("\\Z") + "$"
+    return "^" + text.removeprefix("\\A").replace("\\Z", "$")
 
 
 def _ecma_patterns(node):
@@ -56,6 +69,11 @@ ARTIFACT = {"name": "artifact", "in": "path", "required": True, "schema": {"type
             "description": "artifact name: tflite-<quantize>[-<signature>], e.g. tflite-int8"}
 PATH = {"name": "path", "in": "path", "required": True, "schema": {"type": "string"},
         "description": "file path inside the SavedModel, e.g. variables/variables.index"}
+
+TOKEN_ID = {"name": "token_id", "in": "path", "required": True,
+            "schema": {"type": "string", "pattern": "^[0-9a-f]{16}$"}}
+NAMESPACE = {"name": "namespace", "in": "path", "required": True,
+             "schema": {"type": "string", "pattern": _ecma(NAMESPACE_PATTERN)}}
 
 BINARY = {"schema": {"type": "string", "format": "binary"}}
 
@@ -161,11 +179,44 @@ def _operations() -> dict[str, dict]:
                        "parameters": [NAME, ALIAS],
                        "responses": {"204": {"description": "removed"},
                                      **_errors(401, 403, 404)}}},
-        "/api/v1/tokens": {"post": {
-            "summary": "Create a token (admin)", "security": write,
-            "requestBody": {"required": True, "content": _json("TokenRequest")},
-            "responses": {**_ok("the new token, shown once", "Token", "201"),
-                          **_errors(400, 401, 403)}}},
+        "/api/v1/tokens": {
+            "post": {"summary": "Create a token: a scope on every namespace, or grants "
+                                "(SCOPE:NAMESPACE); needs admin where the token may act",
+                     "security": write,
+                     "requestBody": {"required": True, "content": _json("TokenRequest")},
+                     "responses": {**_ok("the new token, shown once", "Token", "201"),
+                                   **_errors(400, 401, 403, 404)}},
+            "get": {"summary": "Every token's record (never the token): grants, created, last "
+                               "used, expiry (admin on every namespace)", "security": write,
+                    "responses": {**_ok("tokens", "TokenList"), **_errors(401, 403)}}},
+        "/api/v1/tokens/{token_id}": {"delete": {
+            "summary": "Revoke a token: every hub and serving process refuses it within a "
+                       "second (admin on every namespace)", "security": write,
+            "parameters": [TOKEN_ID],
+            "responses": {"204": {"description": "revoked"}, **_errors(400, 401, 403, 404)}}},
+        "/api/v1/namespaces": {
+            "get": {"summary": "The namespaces the caller administers", "security": write,
+                    "responses": {**_ok("namespaces", "NamespaceList"), **_errors(401)}},
+            "post": {"summary": "Create a namespace, public or private (admin on it or on *)",
+                     "security": write,
+                     "requestBody": {"required": True, "content": _json("NamespaceRequest")},
+                     "responses": {**_ok("the namespace", "Namespace", "201"),
+                                   **_errors(400, 401, 403, 404, 409)}}},
+        "/api/v1/namespaces/{namespace}": {"patch": {
+            "summary": "Make a namespace private or public (admin on it or on *)",
+            "security": write, "parameters": [NAMESPACE],
+            "requestBody": {"required": True, "content": _json("NamespaceUpdate")},
+            "responses": {**_ok("the namespace", "Namespace"),
+                          **_errors(400, 401, 403, 404, 409)}}},
+        "/api/v1/audit": {"get": {
+            "summary": "The audit log: every write, who made it and how it ended (admin on the "
+                       "namespace, or on * for every log)", "security": write,
+            "parameters": [
+                {"name": "namespace", "in": "query", "schema": {"type": "string"}},
+                {"name": "since", "in": "query", "schema": {"type": "string",
+                                                            "format": "date-time"}},
+                {"name": "verify", "in": "query", "schema": {"type": "boolean"}}],
+            "responses": {**_ok("records", "AuditList"), **_errors(400, 401, 403, 404)}}},
         "/models/{name}/{version}": {"get": {
             "summary": "tensorflow_hub download: ?tf-hub-format=compressed gives a tar.gz",
             "parameters": [NAME, SELECTOR,
@@ -194,8 +245,18 @@ def openapi_spec() -> dict:
                          ("ConvertRequest", ConvertRequestSchema),
                          ("ArtifactList", ArtifactListSchema),
                          ("CreatedArtifact", CreatedArtifactSchema),
-                         ("TokenRequest", TokenRequestSchema), ("Token", TokenSchema)]:
+                         ("TokenRequest", TokenRequestSchema), ("Token", TokenSchema),
+                         ("TokenList", TokenListSchema), ("Namespace", NamespaceSchema),
+                         ("NamespaceList", NamespaceListSchema),
+                         ("NamespaceRequest", NamespaceRequestSchema),
+                         ("NamespaceUpdate", NamespaceUpdateSchema),
+                         ("AuditList", AuditListSchema)]:
         spec.components.schema(name, schema=schema)
     for path, operations in _operations().items():
         spec.path(path=path, operations=operations)
-    return _ecma_patterns(spec.to_dict())
+    document = _ecma_patterns(spec.to_dict())
+    # What the schema checks across fields, which apispec cannot read from it: a token request
+    # gives a scope on every namespace, or grants, never both.
+    document["components"]["schemas"]["TokenRequest"]["oneOf"] = [
+        {"required": ["scope"]}, {"required": ["grants"]}]
+    return document

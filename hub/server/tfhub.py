@@ -1,24 +1,51 @@
 """The tensorflow_hub-compatible download route: `tensorflow_hub.load("http://host/models/name/1")`
-asks for `?tf-hub-format=compressed` and expects a tar.gz rooted at the SavedModel."""
+asks for `?tf-hub-format=compressed` and expects a tar.gz rooted at the SavedModel.
+
+    /models/NAME                  the newest version
+    /models/NAME/SELECTOR         a version number, an alias, or `latest`
+    /models/NS/NAME[/SELECTOR]    the same for a model of namespace NS
+
+`/models/a/b` is model `a/b` if there is one, else version or alias `b` of model `a`.
+"""
 from __future__ import annotations
 
 from flask import Blueprint, request
 
-from schemas.manifest import dump_manifest
+from schemas.errors import InvalidReference
+from schemas.manifest import NAME_PATTERN, dump_manifest
 
-from ..refs import reference_from_url
-from .context import archive_response, get_registry, requires
+from ..refs import Reference, reference_from_url
+from ..registry import Registry
+from .context import archive_response, get_access, get_registry, identity, requires
 
 tfhub = Blueprint("tfhub", __name__)
 
 
-@tfhub.get("/models/<name>")
-@tfhub.get("/models/<name>/<version>")
+def resolve_path(registry: Registry, target: str) -> Reference:
+    """The reference a `/models/...` path names (see the module's docstring)."""
+    parts = target.split("/")
+    if len(parts) == 1:
+        return reference_from_url(parts[0], None)
+    if len(parts) == 2:
+        namespaced = "/".join(parts)
+        if NAME_PATTERN.match(namespaced) and registry.versions(namespaced):
+            return reference_from_url(namespaced, None)
+        return reference_from_url(parts[0], parts[1])
+    if len(parts) == 3:
+        return reference_from_url("/".join(parts[:2]), parts[2])
+    raise InvalidReference(f"not a model path: /models/{target}")
+
+
+@tfhub.get("/models/<path:target>")
 @requires("read")
-def tfhub_model(name: str, version: str | None = None):
-    ref = reference_from_url(name, version)
+def tfhub_model(target: str):
     registry = get_registry()
+    ref = resolve_path(registry, target)
+    get_access().check_model(identity(), "read", ref.name)
     if request.args.get("tf-hub-format") == "compressed":
         manifest, chunks = registry.archive(ref)
         return archive_response(manifest, chunks)
     return dump_manifest(registry.get(ref))
+
+
+__all__ = ["tfhub", "resolve_path"]

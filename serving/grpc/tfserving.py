@@ -133,6 +133,7 @@ class ModelService(_ModelSpecs, Servicer, model_service_pb2_grpc.ModelServiceSer
                              context, call):
         spec = request.model_spec
         version = spec.version.value if spec.HasField("version") else None
+        await self.dataplane.check(call, spec.name)
         statuses = self.dataplane.manager.statuses(spec.name, version, spec.version_label or None)
         return get_model_status_pb2.GetModelStatusResponse(
             model_version_status=[version_status(s) for s in statuses])

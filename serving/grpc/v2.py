@@ -105,7 +105,7 @@ class InferenceService(Servicer, service_pb2_grpc.GRPCInferenceServiceServicer):
     @rpc()
     async def ModelReady(self, request, context, call):
         try:
-            await self.dataplane.served(request.name, _version(request.version))
+            await self.dataplane.served(request.name, _version(request.version), call=call)
         except NotAvailable:
             return service_pb2.ModelReadyResponse(ready=False)
         except ModelNotFound:
@@ -120,7 +120,7 @@ class InferenceService(Servicer, service_pb2_grpc.GRPCInferenceServiceServicer):
 
     @rpc()
     async def ModelMetadata(self, request, context, call):
-        served = await self.dataplane.served(request.name, _version(request.version))
+        served = await self.dataplane.served(request.name, _version(request.version), call=call)
         metadata = openinference.model_metadata(self.dataplane, served)
         return service_pb2.ModelMetadataResponse(
             name=metadata["name"], versions=metadata["versions"], platform=metadata["platform"],

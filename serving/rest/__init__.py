@@ -40,8 +40,9 @@ class PredictionFront:
         prefix = request.path[:3]
         call = Call()
         try:
-            await self.access.require_async(bearer_token(request.header("authorization")),
-                                            "read")
+            call.identity = await self.access.authenticate_async(
+                bearer_token(request.header("authorization")))
+            self.access.check(call.identity, "read")
             request.body = await read_body(request, receive, self.body_limit)
             response = await _HANDLERS[prefix](request, self.dataplane, call)
         except ConnectionResetError:

@@ -26,8 +26,10 @@ from ..tensors import TF_DTYPE_ENUMS, to_json
 from .http import Request, Response, error_response, json_response
 
 PREFIX = "/v1/models"
-#: NAME[/versions/N | /labels/L][:verb | /metadata]
-_TARGET = re.compile(r"\A(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+)|/labels/(?P<label>[^/:]+))?"
+#: NAME (or NAMESPACE/NAME: a slash, as tritonclient and curl send it, or %2F)
+#: [/versions/N | /labels/L][:verb | /metadata]
+_TARGET = re.compile(r"\A(?P<name>[^/:]+(?:/(?!(?:versions|labels|metadata)(?:[/:]|\Z))[^/:]+)?)"
+                     r"(?:/versions/(?P<version>[^/:]+)|/labels/(?P<label>[^/:]+))?"
                      r"(?::(?P<verb>[a-z]+)|/(?P<metadata>metadata))?\Z")
 
 
@@ -79,12 +81,13 @@ async def handle(request: Request, dataplane: DataPlane, call: Call) -> Response
             return error_response(f"Method {request.method} not allowed on {request.path}", 405)
         return json_response({"models": [
             {"name": name, "model_version_status": [status_record(s) for s in served]}
-            for name, served in dataplane.manager.all_models().items()]})
+            for name, served in dataplane.manager.all_models().items()
+            if name in dataplane.visible(call, [name])]})
     if not target.startswith("/"):
         raise ModelNotFound(f"Malformed request: {request.method} {request.path}")
     parts = _parse(request, target[1:])
     if request.method == "GET":
-        return await _status_or_metadata(parts, dataplane)
+        return await _status_or_metadata(parts, dataplane, call)
     if request.method != "POST":
         return error_response(f"Method {request.method} not allowed on {request.path}", 405)
     if parts["verb"] not in ("predict", "classify", "regress"):
@@ -117,13 +120,14 @@ async def handle(request: Request, dataplane: DataPlane, call: Call) -> Response
                                       for name, array in outputs.items()}}, runtime=runtime)
 
 
-async def _status_or_metadata(parts: dict, dataplane: DataPlane) -> Response:
+async def _status_or_metadata(parts: dict, dataplane: DataPlane, call: Call) -> Response:
     manager = dataplane.manager
     if parts["verb"]:
         return error_response(f"Method GET not allowed for :{parts['verb']}; use POST", 405)
     if parts["metadata"]:
-        served = await dataplane.served(parts["name"], parts["version"], parts["label"])
+        served = await dataplane.served(parts["name"], parts["version"], parts["label"], call)
         return json_response(_metadata(served), runtime=served.runtime.name)
+    await dataplane.check(call, parts["name"])
     statuses = manager.statuses(parts["name"], parts["version"], parts["label"])
     runtimes = sorted({s.runtime.name for s in statuses if s.runtime is not None})
     return json_response({"model_version_status": [status_record(s) for s in statuses]},

@@ -30,8 +30,10 @@ from .http import Request, Response, error_response, json_response
 
 PREFIX = "/v2"
 HEADER_LENGTH = "Inference-Header-Content-Length"
-_MODEL = re.compile(r"\A/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?"
-                    r"(?P<action>/ready|/infer)?\Z")
+#: /models/NAME or /models/NAMESPACE/NAME (a slash, as tritonclient sends it, or %2F), then
+#: [/versions/N][/ready | /infer]
+_MODEL = re.compile(r"\A/models/(?P<name>[^/]+(?:/(?!(?:versions|ready|infer)(?:/|\Z))[^/]+)?)"
+                    r"(?:/versions/(?P<version>[^/]+))?(?P<action>/ready|/infer)?\Z")
 
 
 async def handle(request: Request, dataplane: DataPlane, call: Call) -> Response:
@@ -58,7 +60,7 @@ async def handle(request: Request, dataplane: DataPlane, call: Call) -> Response
         return await _infer(request, dataplane, call, name, version)
     if request.method != "GET":
         return _not_allowed(request)
-    served = await dataplane.served(name, version)  # raises unless AVAILABLE
+    served = await dataplane.served(name, version, call=call)  # raises unless AVAILABLE
     if action == "/ready":
         return json_response({"name": name, "ready": True})
     metadata = openinference.model_metadata(dataplane, served)

@@ -8,7 +8,7 @@ import stat
 
 import pytest
 
-from hub.auth import Access, Secret, TokenStore, canonical, load_secret, token_key
+from hub.auth import Access, Grant, Secret, TokenStore, canonical, load_secret, token_key
 from schemas.errors import Forbidden, InvalidArgument, Unauthorized
 from schemas.settings import load_settings
 from storage import LocalStore
@@ -23,7 +23,8 @@ def tokens(tmp_path) -> TokenStore:
 def test_a_token_speaks_for_its_identity_and_scope(tokens):
     token = tokens.create("write", "ci publisher", identity="ci")
     identity = tokens.authorize(token, "read")
-    assert (identity.name, identity.scope, identity.description) == ("ci", "write", "ci publisher")
+    assert (identity.name, identity.grants, identity.description) == \
+        ("ci", (Grant("*", "write"),), "ci publisher")
     assert token not in identity.label and identity.token_id in identity.label
     with pytest.raises(Forbidden):
         tokens.authorize(token, "admin")
@@ -44,7 +45,7 @@ def test_a_record_edited_in_the_store_stops_working(tokens):
     token = tokens.create("read")
     token_id = token.split("_")[1]
     record = json.loads(tokens.store.get_bytes(token_key(token_id)))
-    record["scope"] = "admin"  # widen it without the secret
+    record["grants"] = [{"namespace": "*", "scope": "admin"}]  # widen it without the secret
     tokens.store.put_bytes(token_key(token_id), json.dumps(record).encode())
     with pytest.raises(Unauthorized):
         tokens.authorize(token, "read")
