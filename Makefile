@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 DEMO_STORE ?= demo-store
 PYTEST_ARGS ?=
 
-.PHONY: install demo test bench bench-serving clean
+.PHONY: install system-deps demo test bench bench-serving clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,11 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	touch $@
 
 install: $(STAMP)
+
+# What the tests drive besides Python: Debian's chromium (the catalog's browser tests, through
+# Playwright: no browser download) and kubectl (the Kubernetes manifests). .ci/run does the same.
+system-deps:
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium kubectl
 
 demo: $(STAMP)
 	MODELHUB_STORE=$(DEMO_STORE) $(BIN)/python -m hub.examples.demo

@@ -78,7 +78,6 @@ if __package__ in (None, ""):  # run as a file: make the `benchmarks` package im
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
-import requests
 
 from benchmarks.common import DEFAULT_WORKDIR, environment, render_table
 from benchmarks.prediction.bodies import Body, write_bodies
@@ -96,7 +95,6 @@ from benchmarks.prediction.report import (
     MODEL_TITLES,
     TABLE_HEADER,
     evaluate_targets,
-    find,
     fmt_ms,
     markdown_table,
     plot,

@@ -17,10 +17,9 @@ from pathlib import Path
 
 import click
 
-from schemas.api import QUANTIZE_MODES, SCOPES
+from schemas.api import QUANTIZE_MODES
 from schemas.errors import ArtifactNotFound, InvalidArgument, ModelhubError
 from schemas.manifest import dump_manifest
-from schemas.settings import Settings
 
 from . import cli_access as access_commands
 from .cli_common import Duration, _registry, audited

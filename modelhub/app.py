@@ -1,14 +1,15 @@
 """The modelhub web application, assembled: `create_app(settings)` builds the control plane.
 
 This is the composition root: the one place that knows every part. The roles mount what they
-need: `hub` the registry API and the tensorflow_hub route, `serving` the models and their
-metrics, `all` both; every role gets health endpoints, so Kubernetes can run them apart. The
+need: `hub` the registry API, the catalog and the tensorflow_hub route, `serving` the models
+and their metrics, `all` both; every role gets health endpoints, so Kubernetes can run them apart. The
 prediction APIs (REST and gRPC) run beside this app on the event loop: see `modelhub.asgi`.
 """
 from __future__ import annotations
 
 from flask import Flask
 
+import hub.catalog
 import hub.server
 import serving
 from hub.auth import access_for
@@ -30,9 +31,11 @@ def create_app(settings: Settings, *, registry: Registry | None = None,
     registry = registry or Registry.open(settings.store)
     access = access_for(registry.store, settings)
     hub.server.errors.init_app(app)
+    plane = serving.build(registry, access, settings) if settings.serves else None
     if settings.hosts_hub:
         hub.server.init_app(app, registry, access, settings)
-    plane = serving.build(registry, access, settings) if settings.serves else None
+        hub.catalog.init_app(app, registry, access, settings,
+                             manager=plane.manager if plane else None)
     if plane is not None:
         serving.init_app(app, plane)
         plane.manager.start_in_background()

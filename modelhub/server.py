@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import mimetypes
 import logging.handlers
 import os
 import queue
@@ -45,6 +46,10 @@ from .protocol import GuardedHttpProtocol
 from .rundir import RunDir
 
 log = logging.getLogger("modelhub.server")
+
+# Read /etc/mime.types here, in the master: a confined worker may not (the catalog's static
+# files need their types).
+mimetypes.init()
 
 #: Our packages, imported by the worker after confinement (an editable install's code is not in
 #: site-packages).

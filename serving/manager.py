@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 
 from hub.auth import LazySecret, allowance_is_genuine
 from hub.refs import check_alias, check_name

@@ -1,6 +1,6 @@
 """The hub's HTTP face: the registry API (`api`, described by `openapi`), the tensorflow_hub
-download route (`tfhub`), the guard every view uses (`context.requires`) and the JSON error
-handlers (`errors`)."""
+download (`tfhub`, whose route the catalog mounts), the guard every view uses
+(`context.requires`) and the JSON error handlers (`errors`)."""
 from __future__ import annotations
 
 from flask import Flask
@@ -15,7 +15,6 @@ from ..registry import Registry
 from . import errors
 from .api import api
 from .context import EXTENSION, HubContext
-from .tfhub import tfhub
 
 
 class ModelNameConverter(BaseConverter):
@@ -34,7 +33,6 @@ def init_app(app: Flask, registry: Registry, access: Access, settings: Settings)
     app.extensions[EXTENSION] = HubContext(registry, access, settings,
                                            AuditLog(registry.store, access.tokens.secret))
     app.register_blueprint(api)
-    app.register_blueprint(tfhub)
 
 
 __all__ = ["init_app", "errors"]

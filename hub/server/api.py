@@ -90,6 +90,8 @@ def _version_summary(manifest: dict) -> dict:
 @requires("read")
 def list_models():
     query = _load(ListQuerySchema(), request.args, "query")
+    # From the store, not the catalog's index: a client reads its own writes at once, whichever
+    # worker or replica answers.
     access, caller = get_access(), identity()
     models = [m for m in get_registry().list_models(query["q"])
               if access.can_read(caller, namespace_of(m["name"]))]

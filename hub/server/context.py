@@ -90,6 +90,9 @@ def audited(action: str):
                 get_audit().append(actor(), action, model=kwargs.get("name"),
                                    version=g.audit_version, outcome=outcome_of(error),
                                    detail=g.audit_detail, namespace=g.get("audit_namespace"))
+                catalog = current_app.extensions.get("catalog")
+                if catalog is not None and kwargs.get("name") and error is None:
+                    catalog.index.touch(kwargs["name"])  # this hub's own write: shown at once
         return logged
     return decorate
 

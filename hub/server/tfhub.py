@@ -1,5 +1,7 @@
-"""The tensorflow_hub-compatible download route: `tensorflow_hub.load("http://host/models/name/1")`
-asks for `?tf-hub-format=compressed` and expects a tar.gz rooted at the SavedModel.
+"""The tensorflow_hub-compatible download: `tensorflow_hub.load("http://host/models/name/1")`
+asks for `?tf-hub-format=compressed` and expects a tar.gz rooted at the SavedModel; without it a
+program gets the manifest. (A browser gets the catalog's page at the same URL: the catalog
+mounts the route and hands programs to `download`.)
 
     /models/NAME                  the newest version
     /models/NAME/SELECTOR         a version number, an alias, or `latest`
@@ -9,16 +11,15 @@ asks for `?tf-hub-format=compressed` and expects a tar.gz rooted at the SavedMod
 """
 from __future__ import annotations
 
-from flask import Blueprint, request
+from flask import request
 
 from schemas.errors import InvalidReference
 from schemas.manifest import NAME_PATTERN, dump_manifest
 
+from ..auth import bearer_token
 from ..refs import Reference, reference_from_url
 from ..registry import Registry
-from .context import archive_response, get_access, get_registry, identity, requires
-
-tfhub = Blueprint("tfhub", __name__)
+from .context import archive_response, get_access, get_registry
 
 
 def resolve_path(registry: Registry, target: str) -> Reference:
@@ -36,16 +37,15 @@ def resolve_path(registry: Registry, target: str) -> Reference:
     raise InvalidReference(f"not a model path: /models/{target}")
 
 
-@tfhub.get("/models/<path:target>")
-@requires("read")
-def tfhub_model(target: str):
-    registry = get_registry()
+def download(target: str):
+    """The archive (`?tf-hub-format=compressed`) or the manifest of the version `target`
+    names, for a caller who may read it."""
+    access, registry = get_access(), get_registry()
+    who = access.authenticate(bearer_token(request.headers.get("Authorization")))
+    access.check(who, "read")
     ref = resolve_path(registry, target)
-    get_access().check_model(identity(), "read", ref.name)
+    access.check_model(who, "read", ref.name)
     if request.args.get("tf-hub-format") == "compressed":
         manifest, chunks = registry.archive(ref)
         return archive_response(manifest, chunks)
     return dump_manifest(registry.get(ref))
-
-
-__all__ = ["tfhub", "resolve_path"]

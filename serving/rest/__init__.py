@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 
-from hub.auth import Access, bearer_token
+from hub.auth import CSRF_HEADER, Access, bearer_token, session_token
 from schemas.errors import ModelhubError, Unauthorized
 
 from ..dataplane import Call, DataPlane
@@ -40,8 +40,10 @@ class PredictionFront:
         prefix = request.path[:3]
         call = Call()
         try:
-            call.identity = await self.access.authenticate_async(
-                bearer_token(request.header("authorization")))
+            token = bearer_token(request.header("authorization")) or session_token(
+                self.access.tokens.secret, request.header("cookie"),
+                request.header(CSRF_HEADER.lower()))  # the catalog's "try it", signed in
+            call.identity = await self.access.authenticate_async(token)
             self.access.check(call.identity, "read")
             request.body = await read_body(request, receive, self.body_limit)
             response = await _HANDLERS[prefix](request, self.dataplane, call)

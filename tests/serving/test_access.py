@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import requests
 
+from tests.support.grpc_calls import half_plus_request, prediction_stub, y_values
 from tests.support.processes import running_hub
 
 
@@ -48,16 +49,11 @@ def test_rest_and_metrics_need_a_read_token(private_server, method, path, body):
 def test_grpc_takes_the_token_as_bearer_metadata(private_server):
     import grpc
     import tritonclient.grpc as triton_grpc
-    from tensorflow.core.framework import tensor_pb2
-    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
     from tritonclient.utils import InferenceServerException
 
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = "half_plus_two"
-    request.inputs["x"].CopyFrom(tensor_pb2.TensorProto(
-        dtype=1, tensor_shape={"dim": [{"size": 1}]}, float_val=[1.0]))
+    request = half_plus_request("half_plus_two", 1.0)
     with grpc.insecure_channel(private_server.grpc_target) as channel:
-        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        stub = prediction_stub(channel)
         with pytest.raises(grpc.RpcError) as raised:
             stub.Predict(request, timeout=30)
         assert raised.value.code() == grpc.StatusCode.UNAUTHENTICATED
@@ -66,7 +62,7 @@ def test_grpc_takes_the_token_as_bearer_metadata(private_server):
         assert raised.value.code() == grpc.StatusCode.UNAUTHENTICATED
         answer = stub.Predict(request, timeout=30, metadata=[
             ("authorization", f"Bearer {private_server.tokens['read']}")])
-        assert np.frombuffer(answer.outputs["y"].tensor_content, "<f4").tolist() == [2.5]
+        assert y_values(answer) == [2.5]
 
     client = triton_grpc.InferenceServerClient(private_server.grpc_target)
     tensor = triton_grpc.InferInput("x", [1], "FP32")

@@ -11,10 +11,10 @@ import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import numpy as np
 import pytest
 import requests
 
+from tests.support.grpc_calls import half_plus_request, prediction_stub, y_values
 from tests.support.processes import running_hub
 
 PREDICT = "/v1/models/half_plus_two:predict"
@@ -63,17 +63,11 @@ def predict(server, value: float = 1.0, session=requests) -> float:
 
 def grpc_predict(server, value: float = 1.0) -> float:
     import grpc
-    from tensorflow.core.framework import tensor_pb2
-    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = "half_plus_two"
-    request.inputs["x"].CopyFrom(tensor_pb2.TensorProto(
-        dtype=1, tensor_shape={"dim": [{"size": 1}]}, float_val=[value]))
     with grpc.insecure_channel(server.grpc_target) as channel:
-        response = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(
-            request, timeout=30)
-    return float(np.frombuffer(response.outputs["y"].tensor_content, "<f4")[0])
+        response = prediction_stub(channel).Predict(
+            half_plus_request("half_plus_two", value), timeout=30)
+    return y_values(response)[0]
 
 
 def metric(server, name: str, **labels) -> float:

@@ -9,6 +9,7 @@ import pytest
 import requests
 
 from hub.registry import Registry
+from tests.support.grpc_calls import half_plus_request, prediction_stub, y_values
 from tests.support.models import half_plus
 from tests.support.processes import run_cli, running_hub
 
@@ -43,22 +44,12 @@ class LoadGenerator:
     @staticmethod
     def _grpc_caller(server, model: str, label: str | None):
         import grpc
-        import numpy as np
-        from tensorflow.core.framework import tensor_pb2
-        from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-        stub = prediction_service_pb2_grpc.PredictionServiceStub(
-            grpc.insecure_channel(server.grpc_target))
-        request = predict_pb2.PredictRequest()
-        request.model_spec.name = model
-        if label:
-            request.model_spec.version_label = label
-        request.inputs["x"].CopyFrom(tensor_pb2.TensorProto(
-            dtype=1, tensor_shape={"dim": [{"size": 1}]}, float_val=[2.0]))
+        stub = prediction_stub(grpc.insecure_channel(server.grpc_target))
+        request = half_plus_request(model, 2.0, label=label)
 
         def call() -> float:
-            response = stub.Predict(request, timeout=30)
-            return float(np.frombuffer(response.outputs["y"].tensor_content, "<f4")[0])
+            return y_values(stub.Predict(request, timeout=30))[0]
 
         return call
 

@@ -10,6 +10,7 @@ import requests
 
 from hub.registry import Registry
 from tests.hub.test_namespaces import make_token
+from tests.support.grpc_calls import half_plus_request, prediction_stub, y_values
 from tests.support.processes import running_hub
 
 X = {"instances": [1.0, 2.0]}
@@ -74,15 +75,10 @@ def test_a_read_grant_on_nlp_opens_it_on_rest_and_grpc(namespaced_server):
     assert requests.post(f"{url}/v1/models/nlp/hpt:predict", json=X, headers=bearer(reader),
                          timeout=30).json() == {"predictions": [2.5, 3.0]}
     import grpc
-    from tensorflow.core.framework import tensor_pb2
-    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = "nlp/hpt"
-    request.inputs["x"].CopyFrom(tensor_pb2.TensorProto(
-        dtype=1, tensor_shape={"dim": [{"size": 1}]}, float_val=[1.0]))
+    request = half_plus_request("nlp/hpt", 1.0)
     with grpc.insecure_channel(namespaced_server.grpc_target) as channel:
-        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        stub = prediction_stub(channel)
         for token in (None, namespaced_server.readers["vision"]):
             with pytest.raises(grpc.RpcError) as raised:
                 stub.Predict(request, timeout=30, metadata=[("authorization", f"Bearer {token}")]
@@ -90,7 +86,7 @@ def test_a_read_grant_on_nlp_opens_it_on_rest_and_grpc(namespaced_server):
             assert raised.value.code() == grpc.StatusCode.NOT_FOUND
         answer = stub.Predict(request, timeout=30,
                               metadata=[("authorization", f"Bearer {reader}")])
-        assert np.frombuffer(answer.outputs["y"].tensor_content, "<f4").tolist() == [2.5]
+        assert y_values(answer) == [2.5]
 
 
 def test_metrics_show_only_the_models_the_caller_may_read(namespaced_server):
