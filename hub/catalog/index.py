@@ -7,8 +7,12 @@ It is derived, never the source of truth, and rebuilt from the store at any time
   keys on S3) and gives each model a signature: the keys of its versions, aliases, tombstones
   and artifacts with their ETags. Only models whose signature changed are read again (their
   latest manifest, aliases and artifact records); models gone from the listing are dropped.
-- This process refreshes one model at once after it writes it (`touch`), and every model every
-  `poll_seconds` on a thread, so a write through another replica shows within that interval.
+- A hub that writes a model refreshes it at once (`touch`) and leaves a marker in the store
+  (`catalog/changes/<time>-<id>`, holding the name). Every process reads the markers it has not
+  seen before it answers a list (`sync_changes`: one small listing), so a write through any
+  worker or replica of any hub shows on all of them at once. Writes that bypass the hubs (the
+  CLI straight on the store) show at the next full refresh, every `poll_seconds`, which also
+  removes markers older than a few intervals.
 - A snapshot (`catalog/index.json`, with the signatures) is written after a refresh that changed
   something; a starting process loads it and then refreshes, so it reads only what changed since.
   Any number of replicas may share one store: a stale or half-written snapshot costs reads,
@@ -21,6 +25,7 @@ import json
 import logging
 import threading
 import time
+import uuid
 from collections import defaultdict
 
 from schemas.errors import ModelhubError
@@ -28,13 +33,16 @@ from schemas.manifest import namespace_of
 
 from ..registry import Registry
 from ..registry.files import parallel_map
-from ..registry.layout import model_name_of
+from ..registry.layout import alias_key, model_name_of
 from ..registry.safety import safety_state
 
 log = logging.getLogger(__name__)
 
 SNAPSHOT_KEY = "catalog/index.json"
 SNAPSHOT_VERSION = 1
+CHANGES = "catalog/changes/"
+#: Markers are kept this many poll intervals (at least a minute), then removed.
+CHANGES_KEPT_POLLS = 5
 
 
 def _kind(name: str, key: str) -> str:
@@ -57,6 +65,7 @@ class CatalogIndex:
         self._signatures: dict[str, str] = {}
         self._lock = threading.Lock()
         self._refresh_lock = threading.Lock()
+        self._seen_changes: set[str] = set()
         self._ready = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -146,11 +155,48 @@ class CatalogIndex:
                     self._signatures[name] = signatures[name]
             if (changed or gone) and self.snapshot:
                 self._save_snapshot()
+            with contextlib.suppress(ModelhubError):
+                self._prune_changes()
             self._ready.set()
             return len(changed)
 
     def touch(self, name: str) -> None:
-        """Refresh one model now (this process just wrote it)."""
+        """This process just wrote `name`: refresh it here now, and tell the others."""
+        self.refresh_model(name)
+        marker = f"{CHANGES}{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
+        with contextlib.suppress(ModelhubError):  # derived data: the full refresh catches up
+            self.registry.store.put_bytes(marker, name.encode())
+            with self._lock:
+                self._seen_changes.add(marker)
+
+    def sync_changes(self) -> None:
+        """Refresh the models other processes have written since the last call (one listing of
+        the markers, and a read per new one)."""
+        try:
+            markers = self.registry.store.list_keys(CHANGES)
+        except ModelhubError:
+            return
+        with self._lock:
+            new = [m for m in markers if m not in self._seen_changes]
+        names = set()
+        for marker in new:
+            with contextlib.suppress(ModelhubError):
+                names.add(self.registry.store.get_bytes(marker).decode())
+        for name in sorted(names):
+            self.refresh_model(name)
+        with self._lock:
+            self._seen_changes = set(markers)
+
+    def _prune_changes(self) -> None:
+        keep_ns = max(60.0, CHANGES_KEPT_POLLS * self.poll_seconds) * 1e9
+        for marker in self.registry.store.list_keys(CHANGES):
+            stamp = marker[len(CHANGES):].split("-", 1)[0]
+            if stamp.isdigit() and time.time_ns() - int(stamp) > keep_ns:
+                with contextlib.suppress(ModelhubError):
+                    self.registry.store.delete(marker)
+
+    def refresh_model(self, name: str) -> None:
+        """Read one model again."""
         prefix = self.registry_prefix(name)
         found = [(info.key, info.etag) for info in self.registry.store.list(prefix)
                  if model_name_of(info.key) == name]
@@ -170,29 +216,34 @@ class CatalogIndex:
         return model_prefix(name)
 
     def _build(self, name: str, keys: list[tuple[str, str]]) -> dict | None:
+        """A model's summary from its keys (already listed) and its latest manifest: one read,
+        plus one per alias."""
         registry = self.registry
-        versions = sorted(int(k.rsplit("/", 1)[-1][:-5]) for k, _ in keys
-                          if _kind(name, k) == "versions" and k.endswith(".json")
-                          and k.rsplit("/", 1)[-1][:-5].isdigit())
+        by_kind: dict[str, list[str]] = defaultdict(list)
+        for key, _ in keys:
+            by_kind[_kind(name, key)].append(key.split("/")[-1].removesuffix(".json")
+                                             if _kind(name, key) != "artifacts" else key)
+        versions = sorted(int(v) for v in by_kind["versions"] if v.isdigit())
         if not versions:
             return None
         try:
             latest = registry.manifest(name, versions[-1])
-            aliases = registry.aliases(name)
-            artifacts = registry.artifacts(name, versions[-1])
+            aliases = {alias: int(registry.store.get_json(alias_key(name, alias))["version"])
+                       for alias in sorted(by_kind["aliases"])}
+            safety = safety_state(registry.safety(latest))
         except ModelhubError as e:  # deleted meanwhile, or damaged: left out until it heals
             log.warning("catalog: leaving %s out: %s", name, e)
             return None
-        deleted = sorted(int(k.rsplit("/", 1)[-1][:-5]) for k, _ in keys
-                         if _kind(name, k) == "deleted" and k.rsplit("/", 1)[-1][:-5].isdigit())
+        prefix = f"{self.registry_prefix(name)}artifacts/{versions[-1]}/"
+        tflite = sorted(key[len(prefix):-5] for key in by_kind["artifacts"]
+                        if key.startswith(prefix) and key[len(prefix):].startswith("tflite"))
         return {
             "name": name, "namespace": namespace_of(name), "latest": versions[-1],
-            "versions": versions, "deleted": deleted, "aliases": aliases,
-            "description": latest["description"], "tags": latest["tags"],
+            "versions": versions,
+            "deleted": sorted(int(v) for v in by_kind["deleted"] if v.isdigit()),
+            "aliases": aliases, "description": latest["description"], "tags": latest["tags"],
             "license": latest["license"], "updated": _iso(latest["created"]),
-            "total_size": latest["total_size"],
-            "safety": safety_state(registry.safety(latest)),
-            "tflite": sorted(a for a, r in artifacts.items() if r.get("kind") == "tflite"),
+            "total_size": latest["total_size"], "safety": safety, "tflite": tflite,
         }
 
     # --- the snapshot --------------------------------------------------------------------------

@@ -116,6 +116,7 @@ def model_list():
     except ValueError:
         page = 1
     visible = lambda namespace: ctx.access.can_read(who, namespace)  # noqa: E731
+    ctx.index.sync_changes()  # what any hub wrote: shown at once
     everything = ctx.index.search(None, visible=visible)
     found = ctx.index.search(q, tag=tag, license=license_, safety=safety, sort=sort,
                              visible=visible)

@@ -10,7 +10,7 @@ from pathlib import PurePosixPath
 
 from datetime import datetime, timedelta, timezone
 
-from flask import Blueprint, Response, g, jsonify, request, url_for
+from flask import Blueprint, Response, current_app, g, jsonify, request, url_for
 from marshmallow import ValidationError
 
 from schemas.api import (
@@ -90,11 +90,19 @@ def _version_summary(manifest: dict) -> dict:
 @requires("read")
 def list_models():
     query = _load(ListQuerySchema(), request.args, "query")
-    # From the store, not the catalog's index: a client reads its own writes at once, whichever
-    # worker or replica answers.
     access, caller = get_access(), identity()
-    models = [m for m in get_registry().list_models(query["q"])
-              if access.can_read(caller, namespace_of(m["name"]))]
+    catalog = current_app.extensions.get("catalog")
+    if catalog is not None:
+        # The catalog's index, brought up to date with every hub's writes first (one small
+        # listing): a client reads its own writes, whichever worker or replica answers.
+        catalog.index.sync_changes()
+        models = [{**e, "aliases": sorted(e["aliases"]),
+                   "updated": datetime.fromisoformat(e["updated"])}
+                  for e in catalog.index.search(
+                      query["q"], visible=lambda ns: access.can_read(caller, ns))]
+    else:
+        models = [m for m in get_registry().list_models(query["q"])
+                  if access.can_read(caller, namespace_of(m["name"]))]
     page, per_page = query["page"], query["per_page"]
     chosen = models[(page - 1) * per_page: page * per_page]
     return ModelListSchema().dump(
