@@ -10,7 +10,8 @@ future to await, never a thread. Up to `num_batch_threads` batches are in flight
 coroutine that takes the oldest queued request and the compatible ones behind it, runs them as
 one call on a small thread pool (the model call is the only work off the loop), hands each
 request its rows, and goes on while the queue holds work. Before it takes a batch, it lets the
-loop run a few passes while they bring more requests (those whose bytes have already arrived).
+loop run a few passes to bring more requests in (those whose bytes have already arrived): all of
+them under load (the last batch merged several requests), otherwise until a pass brings nothing.
 So a lone request runs at once, with no timed wait, and under load requests pile up while the
 model is busy and go in the next call. With
 `batch_timeout_micros` set, a batch also waits up to that long to fill, as TF Serving does;
@@ -20,7 +21,10 @@ A model call measured to take under INLINE_SECONDS (a small model, like most ser
 runs on the event loop itself: handing it to a thread and back costs more than the call, and
 the requests that arrive meanwhile wait in the socket buffers and go into the next batch, as
 they would behind a busy thread. Slower models always run on the threads, so the loop stays
-free for everyone else.
+free for everyone else. So do batches holding a gRPC request (the front sets MODEL_CALL_ON_LOOP
+off): gRPC's requests reach the loop through gRPC's own threads, which need the core a call on
+the loop would hold. On one worker under 32 gRPC clients, batches grew from 1.1 to 4.5 requests
+and throughput doubled when they ran on the threads instead.
 
 A request whose rows do not merge with the others (another inner shape or dtype) waits for a
 batch of its own kind; one with more rows than `max_batch_size`, or with none, runs alone. If a
@@ -32,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextvars
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -50,6 +55,9 @@ INLINE_SECONDS = 0.005
 #: each pass brings more requests into the queue (requests whose bytes have arrived are read
 #: and parsed first, and go into this batch rather than the next).
 GATHER_PASSES = 10
+#: Whether the current request's model call may run on the event loop (when it is fast).
+MODEL_CALL_ON_LOOP: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "MODEL_CALL_ON_LOOP", default=True)
 #: Weight of the newest call in the smoothed call time.
 _SMOOTHING = 0.1
 
@@ -70,6 +78,7 @@ class _Task:
     future: asyncio.Future
     #: time.monotonic() after which the request is no longer wanted (None: no deadline)
     deadline: float | None = None
+    on_loop: bool = field(default_factory=lambda: MODEL_CALL_ON_LOOP.get())
 
     @property
     def abandoned(self) -> bool:
@@ -115,6 +124,8 @@ class Batcher:
         self._rerun_pool = ThreadPoolExecutor(options.max_batch_size, thread_name_prefix="rerun")
         #: smoothed seconds per merged call; unknown (infinite) until calls were timed
         self._call_seconds = float("inf")
+        #: requests in the last batch taken
+        self._last_batch_tasks = 0
 
     def close(self) -> None:
         self._pool.shutdown(wait=False)
@@ -152,6 +163,7 @@ class Batcher:
                 batch = self._take()
                 if not batch:
                     return
+                self._last_batch_tasks = len(batch)
                 if self.options.batch_timeout_micros and sum(t.rows for t in batch) < \
                         self.options.max_batch_size:
                     batch = await self._fill(batch)
@@ -163,13 +175,16 @@ class Batcher:
                 asyncio.get_running_loop().create_task(self._serve_queue())
 
     async def _gather(self) -> None:
-        """Let requests already on their way join the queue: loop passes while they add to it."""
+        """Let requests already on their way join the queue. Under load (the last batch merged
+        several requests) the loop runs all its passes, since requests keep arriving over
+        them; otherwise it stops at the first pass that brings nothing, so that a lone
+        request waits for nobody."""
         queued = len(self._queue)
         for _ in range(GATHER_PASSES):
             if self._queued_rows >= self.options.max_batch_size:
                 return
             await asyncio.sleep(0)
-            if len(self._queue) == queued:
+            if len(self._queue) == queued and self._last_batch_tasks <= 1:
                 return
             queued = len(self._queue)
 
@@ -229,7 +244,7 @@ class Batcher:
             return
         arrays = [t.arrays for t in batch]
         try:
-            if self._call_seconds < INLINE_SECONDS:
+            if self._call_seconds < INLINE_SECONDS and all(t.on_loop for t in batch):
                 outputs = self._run_merged(arrays, size - rows, size)
             else:
                 outputs = await loop.run_in_executor(self._pool, self._run_merged, arrays,
@@ -271,8 +286,8 @@ class Batcher:
 
     async def _run_alone(self, task: _Task, pool: ThreadPoolExecutor) -> None:
         try:
-            if pool is self._pool and self._call_seconds < INLINE_SECONDS and \
-                    task.rows <= self.options.max_batch_size:
+            if pool is self._pool and self._call_seconds < INLINE_SECONDS and task.on_loop \
+                    and task.rows <= self.options.max_batch_size:
                 outputs = self._timed_run(task.arrays)
             else:
                 outputs = await asyncio.get_running_loop().run_in_executor(

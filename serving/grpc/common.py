@@ -11,6 +11,7 @@ import grpc
 from hub.auth import Access, bearer_token
 from schemas.errors import ModelhubError, ModelRuntimeError
 
+from ..batching import MODEL_CALL_ON_LOOP
 from ..dataplane import Call, DataPlane
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ def rpc(api: str = ""):
         @functools.wraps(method)
         async def handler(self: Servicer, request, context: grpc.aio.ServicerContext):
             call = Call(api)
+            MODEL_CALL_ON_LOOP.set(False)
             status = 500
             try:
                 metadata = dict(context.invocation_metadata() or ())

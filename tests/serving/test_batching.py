@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from schemas.errors import DeadlineExceeded, InvalidArgument, Overloaded
-from serving.batching import Batcher, BatchingOptions, batchable
+from serving.batching import MODEL_CALL_ON_LOOP, Batcher, BatchingOptions, batchable
 
 
 class RecordingModel:
@@ -66,6 +66,26 @@ def test_a_lone_request_runs_at_once():
     np.testing.assert_array_equal(out["y"], [[7.0, -5.0]])
     assert model.calls == [1] and time.monotonic() - started < 1
     assert model.threads[0] is not threading.current_thread()  # never on the event loop
+
+
+def test_fast_calls_run_on_the_loop_unless_a_request_forbids_it():
+    """Once calls are timed as fast, a lone request runs on the event loop's own thread; a
+    request from a front that needs the core while the model runs (gRPC) runs on the pool."""
+    model = RecordingModel()
+    batcher = Batcher(model, BatchingOptions(batch_timeout_micros=0, num_batch_threads=1))
+
+    async def three_calls(on_loop: bool):
+        MODEL_CALL_ON_LOOP.set(on_loop)
+        for value in (1.0, 2.0, 3.0):
+            await batcher(rows(value))
+        return threading.current_thread()
+
+    loop_thread = asyncio.run(three_calls(True))
+    assert model.threads[0] is not loop_thread  # the first call is not timed yet
+    assert model.threads[1:] == [loop_thread, loop_thread]
+    loop_thread = asyncio.run(three_calls(False))
+    assert all(t is not loop_thread for t in model.threads[3:])
+    assert MODEL_CALL_ON_LOOP.get() is True  # set inside the tasks only
 
 
 def test_concurrent_requests_are_merged_and_split_back_in_order():
