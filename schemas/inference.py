@@ -103,21 +103,25 @@ class InferenceRequestSchema(Schema):
 _REQUEST = InferenceRequestSchema()
 
 #: Request structures already found valid, by `_structure_key`: a client sends the same names,
-#: shapes and parameters over and over, and the schema's verdict does not depend on the
-#: `data` it leaves as it came, nor on the value of a string `id`. The key costs a few
-#: microseconds, the schema about forty. Emptied when full, so it stays bounded.
-_VALID_STRUCTURES: dict[bytes, dict] = {}
+#: shapes and parameters over and over, and the schema's verdict does not depend on the values
+#: of `data` it leaves as it came (only on whether it is there and not null), nor on the value
+#: of a string `id`. The key costs a few microseconds, the schema about forty. Each structure is
+#: kept as JSON, so that every request gets objects of its own; structures of more than
+#: _MAX_STRUCTURE_BYTES are not kept, and the memory is emptied when full: at most about 4 MB.
+_VALID_STRUCTURES: dict[bytes, bytes] = {}
 _MAX_STRUCTURES = 1024
+_MAX_STRUCTURE_BYTES = 4096
 
 
 def load_inference_request(body: object) -> dict:
-    """The request body, checked; InvalidArgument names every problem found."""
+    """The request body as parsed from JSON, checked; InvalidArgument names every problem
+    found."""
     if not isinstance(body, dict):
         raise InvalidArgument("the request must be a JSON object with a list of 'inputs'")
     key = _structure_key(body)
     known = _VALID_STRUCTURES.get(key) if key is not None else None
     if known is not None:
-        return _with_values(known, body)
+        return _with_values(orjson.loads(known), body)
     try:
         loaded = _REQUEST.load(body)
     except ValidationError as e:
@@ -125,43 +129,51 @@ def load_inference_request(body: object) -> dict:
     if key is not None:
         if len(_VALID_STRUCTURES) >= _MAX_STRUCTURES:
             _VALID_STRUCTURES.clear()
-        _VALID_STRUCTURES[key] = _without_values(loaded)
+        _VALID_STRUCTURES[key] = orjson.dumps(_without_values(loaded))
     return loaded
 
 
 def _structure_key(body: dict) -> bytes | None:
-    """The body without its inputs' `data` and its `id` (None: not a shape worth keeping; the
-    schema then checks it as usual)."""
+    """The body without the values of its inputs' `data` and of its `id` (None: not a body to
+    remember; the schema then checks it as usual)."""
     inputs = body.get("inputs")
     if not isinstance(inputs, list) or not all(isinstance(t, dict) for t in inputs) or \
             not isinstance(body.get("id", ""), str):
         return None
     skeleton = {k: v for k, v in body.items() if k != "id"}
-    skeleton["inputs"] = [{k: v for k, v in t.items() if k != "data"} | {"data": "data" in t}
+    skeleton["inputs"] = [{k: v for k, v in t.items() if k != "data"} | {"data": _data_kind(t)}
                           for t in inputs]
     try:
-        return orjson.dumps(skeleton, option=orjson.OPT_SORT_KEYS)
+        key = orjson.dumps(skeleton, option=orjson.OPT_SORT_KEYS)
     except (orjson.JSONEncodeError, TypeError):
         return None
+    return key if len(key) <= _MAX_STRUCTURE_BYTES else None
+
+
+def _data_kind(tensor: dict) -> str:
+    """What the schema sees of a tensor's `data`: absent, null (refused) or given."""
+    if "data" not in tensor:
+        return "absent"
+    return "null" if tensor["data"] is None else "given"
 
 
 def _without_values(loaded: dict) -> dict:
-    """What a checked body has in common with its kin: no `data` (kept alive by the cache it
-    could be megabytes) and no `id`."""
+    """What a checked body has in common with its kin: no `data` (it could be megabytes) and
+    no `id`."""
     structure = {k: v for k, v in loaded.items() if k != "id"}
     structure["inputs"] = [{k: v for k, v in tensor.items() if k != "data"}
                            for tensor in loaded["inputs"]]
     return structure
 
 
-def _with_values(known: dict, body: dict) -> dict:
-    """A checked structure with this body's `data` and `id`."""
-    loaded = dict(known)
-    loaded["inputs"] = [dict(tensor, data=given["data"]) if "data" in given else dict(tensor)
-                        for tensor, given in zip(known["inputs"], body["inputs"])]
+def _with_values(structure: dict, body: dict) -> dict:
+    """A checked structure (objects of its own) with this body's `data` and `id`."""
+    for tensor, given in zip(structure["inputs"], body["inputs"]):
+        if "data" in given:
+            tensor["data"] = given["data"]
     if "id" in body:
-        loaded["id"] = body["id"]
-    return loaded
+        structure["id"] = body["id"]
+    return structure
 
 
 def _flatten(messages, prefix: str = "") -> str:
