@@ -21,7 +21,8 @@ with the TensorFlow version modelhub runs, and every request carries one row:
   gRPC on) over TF Serving's REST API (`json`), the Open Inference Protocol's JSON (`v2json`) and
   binary tensors (`binary`, image), and TF Serving's gRPC Predict (`grpc`, `tensor_content`);
 - `modelhub, with 64 slow clients`: the dense `json` row at the highest concurrency again, while
-  64 more connections send their headers a line a second and /healthz is asked every 100 ms
+  64 more connections send their headers a line a second and /healthz is asked every 100 ms,
+  compared with the same row measured just before and just after, without them
   (benchmarks/prediction/slowclients.py);
 - `MLServer 1.7, adaptive batching / no batching`: `mlserver start` with a small runtime that
   runs the SavedModel (benchmarks/peers/mlserver_runtime.py), V2 JSON; adaptive batching merges up
@@ -299,10 +300,11 @@ class Bench:
             if "slow" in self.args.skip or "dense" not in self.args.models:
                 return
             top = max(self.plan.concurrency["dense"])
-            print(f"{MH_SLOW}: dense json c={top}, alone then with them ...", flush=True)
+            print(f"{MH_SLOW}: dense json c={top}, alone, with them, alone again ...", flush=True)
             self.slow = measure_slow_clients(srv, self.reqs["dense"]["json"], self.plan, top)
-            print(f"  {self.slow['loaded_rps']:.1f} req/s (unloaded "
-                  f"{self.slow['unloaded_rps']:.1f}), errors {self.slow['errors']}, /healthz "
+            print(f"  {self.slow['loaded_rps']:.1f} req/s (alone: "
+                  f"{self.slow['unloaded_before_rps']:.1f} before, "
+                  f"{self.slow['unloaded_after_rps']:.1f} after), errors {self.slow['errors']}, /healthz "
                   f"slowest {fmt_ms(self.slow['healthz_max_ms'])} ms of "
                   f"{self.slow['healthz_checks']}", flush=True)
             self.records.append({

@@ -1,7 +1,8 @@
 """Slow clients against a server under load: 64 connections that send their request headers a
 few bytes a second (and connect again whenever the server drops them), while 32 normal clients
 run the load generator and /healthz is asked every 100 ms. What the normal clients keep of their
-unloaded throughput, and how slow /healthz gets, are the measures."""
+throughput without them (measured just before and just after), and how slow /healthz gets, are
+the measures."""
 from __future__ import annotations
 
 import socket
@@ -99,17 +100,21 @@ class HealthProbe:
 
 
 def measure_slow_clients(srv: Server, body: Body, plan: Plan, concurrency: int) -> dict:
-    """The normal clients' rate alone, then with SLOW_CLIENTS slow ones beside them (back to
-    back, so both see the same machine), and /healthz meanwhile."""
+    """The normal clients' rate alone, with SLOW_CLIENTS slow ones beside them, and alone again
+    (back to back, so all three see the same machine; the rate alone is the mean of the two,
+    so that a machine drifting during the three does not count for or against the slow
+    clients), and /healthz meanwhile."""
     host, port = srv.url.removeprefix("http://").split(":")
     command, parse = load_command(plan.generator, url_of(srv, body), body.request, concurrency,
                                   plan.durations[body.model])
-    unloaded_rps = run_load(command, parse, srv.process.pid)["requests_per_s"]
+    before = run_load(command, parse, srv.process.pid)["requests_per_s"]
     with Slowloris(host, int(port), body.request.path) as slow, HealthProbe(srv.url) as probe:
         time.sleep(2.0)  # every slow connection open and trickling
         result = run_load(command, parse, srv.process.pid)
+    after = run_load(command, parse, srv.process.pid)["requests_per_s"]
     return {"slow_clients": SLOW_CLIENTS, "concurrency": concurrency,
-            "unloaded_rps": unloaded_rps, "loaded_rps": result["requests_per_s"],
+            "unloaded_rps": (before + after) / 2, "unloaded_before_rps": before,
+            "unloaded_after_rps": after, "loaded_rps": result["requests_per_s"],
             "errors": result["errors"], "p50_ms": result["p50_ms"], "p99_ms": result["p99_ms"],
             "healthz_checks": len(probe.latencies_ms), "healthz_failures": probe.failures,
             "healthz_max_ms": max(probe.latencies_ms, default=None),
