@@ -58,6 +58,8 @@ def rpc(api: str = ""):
         @functools.wraps(method)
         async def handler(self: Servicer, request, context: grpc.aio.ServicerContext):
             call = Call(api)
+            # gRPC brings requests in on its own threads: the model must not hold the loop's
+            # core (serving/batching.py). The setting lives in this call's task only.
             MODEL_CALL_ON_LOOP.set(False)
             status = 500
             try:
