@@ -34,24 +34,42 @@ _EXACT_INTEGERS = 2.0**53
 def loads(raw: bytes) -> object:
     """The parsed body; large regular numeric tensors under `instances`/`inputs` come back as
     float64 numpy arrays, everything else as orjson would return it. Raises orjson's errors."""
+    return _parsed(raw, _fast)
+
+
+def loads_inference(raw: bytes) -> object:
+    """An Open Inference Protocol body: every input's `data` that is an array of numbers only
+    comes back as a flat float64 numpy array (simdjson reads them straight into a buffer; a
+    `true`, a string or an integer a double cannot hold sends the body to orjson instead), the
+    rest as orjson would return it."""
+    return _parsed(raw, _fast_inference)
+
+
+def _parsed(raw: bytes, fast) -> object:
+    """`fast(document, raw)` on a large body, when it takes it; orjson otherwise."""
     if len(raw) >= MIN_BYTES:
-        body = _fast(raw)
+        document = _document(raw)
+        body = fast(document, raw) if document is not None else None
         if body is not None:
             return body
     return orjson.loads(raw)
 
 
-def _fast(raw: bytes) -> dict | None:
+def _document(raw: bytes) -> simdjson.Object | None:
+    """The body as a simdjson object with no repeated key (None: anything else, malformed or
+    nested too deep included, which orjson then reports)."""
     try:
         # A parser per call: its proxies must not outlive it, and requests run on many threads.
         document = simdjson.Parser().parse(raw)
     except (ValueError, RuntimeError):
-        return None  # malformed, or nested too deep: orjson reports it
-    if not isinstance(document, simdjson.Object):
         return None
+    if not isinstance(document, simdjson.Object) or not _unique_keys(document):
+        return None
+    return document
+
+
+def _fast(document: simdjson.Object, raw: bytes) -> dict | None:
     keys = list(document.keys())
-    if len(keys) != len(set(keys)):
-        return None  # orjson keeps a repeated key's last value, simdjson its first
     tensors = [key for key in TENSOR_KEYS if isinstance(document.get(key), simdjson.Array)]
     if len(tensors) != 1:
         return None
@@ -63,25 +81,7 @@ def _fast(raw: bytes) -> dict | None:
     return body
 
 
-def loads_inference(raw: bytes) -> object:
-    """An Open Inference Protocol body: every input's `data` that is an array of numbers only
-    comes back as a flat float64 numpy array (simdjson reads them straight into a buffer; a
-    `true`, a string or an integer a double cannot hold sends the body to orjson instead), the
-    rest as orjson would return it."""
-    if len(raw) >= MIN_BYTES:
-        body = _fast_inference(raw)
-        if body is not None:
-            return body
-    return orjson.loads(raw)
-
-
-def _fast_inference(raw: bytes) -> dict | None:
-    try:
-        document = simdjson.Parser().parse(raw)
-    except (ValueError, RuntimeError):
-        return None
-    if not isinstance(document, simdjson.Object) or not _unique_keys(document):
-        return None
+def _fast_inference(document: simdjson.Object, raw: bytes) -> dict | None:
     inputs = document.get("inputs")
     if not isinstance(inputs, simdjson.Array):
         return None
@@ -112,8 +112,9 @@ def _numbers(value):
 
 
 def _unique_keys(document: simdjson.Object) -> bool:
+    """No key repeated: orjson keeps a repeated key's last value, simdjson its first."""
     keys = list(document.keys())
-    return len(keys) == len(set(keys))  # orjson keeps a repeated key's last value
+    return len(keys) == len(set(keys))
 
 
 def _python(value):
