@@ -19,23 +19,34 @@ SLOW_CLIENTS = 64
 HEALTH_EVERY_S = 0.1
 
 
-class Slowloris:
-    """`count` connections, each trickling an endless request head, one small line per second
-    per connection; a connection the server closes is opened again."""
+class _Background:
+    """`_run` on a thread of its own for the length of a `with` block; `_stop` tells it to
+    end."""
 
-    def __init__(self, host: str, port: int, path: str, count: int = SLOW_CLIENTS):
-        self.address, self.path, self.count = (host, port), path, count
-        self.reconnects = 0
+    def __init__(self):
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> "Slowloris":
+    def __enter__(self):
         self._thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
+class Slowloris(_Background):
+    """`count` connections, each trickling an endless request head, one small line per second
+    per connection; a connection the server closes is opened again."""
+
+    def __init__(self, host: str, port: int, path: str, count: int = SLOW_CLIENTS):
+        super().__init__()
+        self.address, self.path, self.count = (host, port), path, count
+        self.reconnects = 0
 
     def _open(self) -> socket.socket | None:
         try:
@@ -66,23 +77,14 @@ class Slowloris:
                 sock.close()
 
 
-class HealthProbe:
+class HealthProbe(_Background):
     """GET /healthz every HEALTH_EVERY_S on a new connection, as a kubelet does."""
 
     def __init__(self, url: str):
+        super().__init__()
         self.url = url
         self.latencies_ms: list[float] = []
         self.failures = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> "HealthProbe":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
 
     def _run(self) -> None:
         host, port = self.url.removeprefix("http://").split(":")
