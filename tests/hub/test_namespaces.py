@@ -10,8 +10,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from hub.audit import AuditLog, record_key
-from hub.auth import Grant, TokenStore, load_secret
+from hub.audit import AuditLog, head_key, record_hash, record_key
+from hub.auth import Grant, TokenStore, canonical, load_secret
 from hub.registry import Registry
 from schemas.errors import Unauthorized
 from schemas.settings import load_settings
@@ -265,6 +265,16 @@ def test_a_removed_record_is_detected_in_the_middle_and_at_the_end(logged):
     objects.delete(record_key("team", 2))
     objects.delete(record_key("team", 5))  # the newest: HEAD still says 5
     assert any("newest records were removed" in p for p in log.verify())
+
+
+def test_the_newest_records_removed_with_an_unsigned_head_are_detected(logged):
+    """Without the secret, a HEAD cannot be signed: one rewritten to match the shortened log
+    must not pass."""
+    _, objects, log = logged
+    fourth = json.loads(objects.get_bytes(record_key("team", 4)))
+    objects.delete(record_key("team", 5))
+    objects.put_bytes(head_key("team"), canonical({"seq": 4, "hash": record_hash(fourth)}))
+    assert any("HEAD not signed" in p for p in log.verify())
 
 
 def test_eight_processes_publishing_into_two_namespaces_lose_nothing(tmp_path, examples):
