@@ -126,10 +126,8 @@ class Batcher:
         self._call_seconds = float("inf")
         #: requests in the last batch taken
         self._last_batch_tasks = 0
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=False)
-        self._rerun_pool.shutdown(wait=False)
+        # No close(): a retired version's batcher lives on while requests still hold it, and
+        # its pools' threads end when it is collected.
 
     async def __call__(self, arrays: Arrays, deadline: float | None = None) -> Arrays:
         loop = asyncio.get_running_loop()

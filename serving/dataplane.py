@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from schemas.errors import InvalidArgument, ModelhubError, ModelRuntimeError, Overloaded, TensorError
+from schemas.errors import InvalidArgument, ModelRuntimeError, Overloaded, TensorError
 
 from hub.auth import Access, Identity
 
@@ -120,10 +120,6 @@ class DataPlane:
         if self.metrics and call.api:
             self.metrics.observe(call.api, call.model, call.version, call.signature, status,
                                  time.perf_counter() - call.started)
-
-
-def status_of(error: BaseException) -> int:
-    return error.status if isinstance(error, ModelhubError) else 500
 
 
 def arrays_from_json(columns: dict[str, object], spec: dict) -> dict[str, np.ndarray]:

@@ -131,11 +131,11 @@ class Access:
         """Raise unless `identity` may do `needed` on `namespace` (`*`: what is not about one
         namespace, such as lists, which are then filtered with `can_read`)."""
         whole = namespace == EVERY_NAMESPACE
-        if not whole and not self.can_read(identity, namespace) and \
-                self.privacy.private(namespace):
+        readable = identity is not None or self.anonymous_read if whole \
+            else self.can_read(identity, namespace)
+        if not readable and not whole and self.privacy.private(namespace):
             raise NamespaceNotFound(f"namespace {namespace!r} not found")
-        if needed == "read" and (self.can_read(identity, namespace) if not whole
-                                 else identity is not None or self.anonymous_read):
+        if needed == "read" and readable:
             return identity
         if identity is None:
             raise Unauthorized(f"this request needs a token with scope {needed!r}")

@@ -64,9 +64,8 @@ def rpc(api: str = ""):
             status = 500
             try:
                 metadata = dict(context.invocation_metadata() or ())
-                call.identity = await self.access.authenticate_async(
-                    bearer_token(metadata.get("authorization")))
-                self.access.check(call.identity, "read")
+                call.identity = await self.access.require_async(
+                    bearer_token(metadata.get("authorization")), "read")
                 response = await method(self, request, context, call)
                 status = 200
                 return response

@@ -43,8 +43,7 @@ class PredictionFront:
             token = bearer_token(request.header("authorization")) or session_token(
                 self.access.tokens.secret, request.header("cookie"),
                 request.header(CSRF_HEADER.lower()))  # the catalog's "try it", signed in
-            call.identity = await self.access.authenticate_async(token)
-            self.access.check(call.identity, "read")
+            call.identity = await self.access.require_async(token, "read")
             request.body = await read_body(request, receive, self.body_limit)
             response = await _HANDLERS[prefix](request, self.dataplane, call)
         except ConnectionResetError:

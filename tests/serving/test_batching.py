@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gc
 import os
 import re
 import threading
@@ -86,6 +87,19 @@ def test_fast_calls_run_on_the_loop_unless_a_request_forbids_it():
     loop_thread = asyncio.run(three_calls(False))
     assert all(t is not loop_thread for t in model.threads[3:])
     assert MODEL_CALL_ON_LOOP.get() is True  # set inside the tasks only
+
+
+def test_a_batcher_no_one_holds_lets_its_threads_go():
+    """A retired version's batcher: once collected, its pool threads end."""
+    model = RecordingModel()
+    batcher = Batcher(model, BatchingOptions(num_batch_threads=1))
+    call(batcher, rows(1.0))  # the first call runs on a pool thread
+    (worker,) = model.threads
+    assert worker.is_alive() and worker is not threading.current_thread()
+    del batcher
+    gc.collect()
+    worker.join(timeout=5)
+    assert not worker.is_alive()
 
 
 def test_concurrent_requests_are_merged_and_split_back_in_order():
