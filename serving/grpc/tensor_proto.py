@@ -22,6 +22,8 @@ ENUM_OF = {name: types_pb2.DataType.Value(enum) for name, enum in TF_DTYPE_ENUMS
            if name in NUMPY_DTYPES}
 DTYPE_OF = {enum: name for name, enum in ENUM_OF.items()}
 
+#: The most a tensor filled from one value may take: the default request size limit.
+MAX_FILLED_BYTES = 64 * 2**20
 #: Where each dtype's values sit when not in tensor_content.
 _VALUE_FIELD = {
     "float32": "float_val", "float64": "double_val", "int32": "int_val", "int16": "int_val",
@@ -78,11 +80,16 @@ def to_array(proto: tensor_pb2.TensorProto, where: str) -> np.ndarray:
                 raise TensorError(f"{where}: values out of range for {dtype}") from e
     if array.size == count:
         return array.reshape(shape)
-    if array.size == 1:  # one value fills the shape, as TensorFlow reads a TensorProto
+    if array.size > 1 or (array.size == 0 and dtype == "string"):
+        raise TensorError(f"{where}: {array.size} values for shape {shape}")
+    # One value (or none: zeros) fills the shape, as TensorFlow reads a TensorProto; a few
+    # bytes must not buy gigabytes, so what is filled is held to what a request could carry.
+    if count * array.dtype.itemsize > MAX_FILLED_BYTES:
+        raise TensorError(f"{where}: {array.size} value(s) would fill shape {shape}, more than "
+                          f"{MAX_FILLED_BYTES >> 20} MiB; send the values")
+    if array.size == 1:
         return np.full(shape, array[0], dtype=array.dtype)
-    if array.size == 0 and dtype != "string":
-        return np.zeros(shape, dtype=NUMPY_DTYPES[dtype])
-    raise TensorError(f"{where}: {array.size} values for shape {shape}")
+    return np.zeros(shape, dtype=array.dtype)
 
 
 def from_array(array: np.ndarray) -> tensor_pb2.TensorProto:

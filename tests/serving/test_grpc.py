@@ -103,6 +103,22 @@ def test_typed_value_fields_are_read_as_well_as_tensor_content(prediction, tf):
     assert tf.make_ndarray(response.outputs["y"]).tolist() == [2.5, 3.0, 4.5]
 
 
+def test_one_value_fills_a_shape_but_not_gigabytes(prediction, tf):
+    """TensorFlow fills a shape from one value; a request of a few bytes asking for 2 GB of
+    floats is refused before anything is allocated, and the server goes on answering."""
+    filled = predict_request(tf, "half_plus_two")
+    filled.inputs["x"].dtype = tf.float32.as_datatype_enum
+    filled.inputs["x"].tensor_shape.dim.add(size=4)
+    filled.inputs["x"].float_val.append(2.0)
+    response = prediction.Predict(filled, timeout=30)
+    assert tf.make_ndarray(response.outputs["y"]).tolist() == [3.0] * 4
+    filled.inputs["x"].tensor_shape.dim[0].size = 500_000_000
+    with pytest.raises(grpc.RpcError) as raised:
+        prediction.Predict(filled, timeout=30)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "send the values" in raised.value.details()
+
+
 def test_classify_and_regress_over_grpc_equal_rest(serving_server, channel):
     from tensorflow.core.example import example_pb2, feature_pb2
     from tensorflow_serving.apis import (
