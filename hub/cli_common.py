@@ -39,10 +39,14 @@ class Duration(click.ParamType):
         if isinstance(value, timedelta):
             return value
         text = str(value)
-        if not text or text[-1] not in self.UNITS or not text[:-1].isdigit():
+        number = text[:-1]
+        if not text or text[-1] not in self.UNITS or not (number.isascii() and number.isdigit()):
             self.fail(f"invalid duration {text!r}: use a whole number with s, m, h or d "
                       "(0s, 30m, 24h, 7d)", param, ctx)
-        return timedelta(seconds=int(text[:-1]) * self.UNITS[text[-1]])
+        try:
+            return timedelta(seconds=int(number) * self.UNITS[text[-1]])
+        except OverflowError:
+            self.fail(f"duration {text!r} is longer than a calendar can hold", param, ctx)
 
 
 @dataclass

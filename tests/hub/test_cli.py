@@ -82,6 +82,9 @@ def test_alias_rm_and_gc(modelhub, examples):
     assert "rm needs an explicit version" in modelhub("rm", "hpt", ok=False).output
     assert modelhub("gc", "--grace", "0s").output.startswith("removed 4 blobs")
     assert "invalid duration" in modelhub("gc", "--grace", "soon", ok=False).output
+    assert "invalid duration" in modelhub("gc", "--grace", "²d", ok=False).output
+    too_long = modelhub("gc", "--grace", "99999999999999999999d", ok=False)
+    assert too_long.exit_code == 2 and "longer than a calendar" in too_long.output
 
 
 @pytest.mark.parametrize("args,message", [
