@@ -44,6 +44,9 @@ TOKEN_PATTERN = re.compile(r"mh_([0-9a-f]{16})_([A-Za-z0-9_-]{20,})")
 CACHE_SECONDS = 1.0
 
 
+#: Characters that would break a printed line (newlines, terminal escapes).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
 #: A grant on every namespace.
 EVERY_NAMESPACE = "*"
 
@@ -162,6 +165,10 @@ class TokenStore:
             raise InvalidArgument("a token needs at least one grant")
         for grant in grants:
             grant.check()
+        for field, text in (("identity", identity), ("description", description)):
+            if _CONTROL.search(text):  # they are printed in lists and logs: one line each
+                raise InvalidArgument(f"the token's {field} may not hold control characters "
+                                      "(newlines, escapes)")
         token_id = secrets.token_hex(8)
         token = f"{TOKEN_PREFIX}{token_id}_{secrets.token_urlsafe(32)}"
         record = {"id": token_id, "identity": identity or "anonymous",

@@ -30,6 +30,14 @@ def test_a_token_speaks_for_its_identity_and_scope(tokens):
         tokens.authorize(token, "admin")
 
 
+@pytest.mark.parametrize("field", ["identity", "description"])
+@pytest.mark.parametrize("text", ["evil\nroot: admin:*", "x\x1b[2J", "a\u2028b"])
+def test_names_that_would_forge_printed_lines_are_refused(tokens, field, text):
+    with pytest.raises(InvalidArgument, match="control characters"):
+        tokens.create_record(grants=[Grant.parse("read:*")], **{field: text})
+    assert tokens.list() == []
+
+
 def test_a_record_written_without_the_secret_is_not_a_token(tokens):
     forged = "mh_0123456789abcdef_" + "A" * 43
     record = {"id": "0123456789abcdef", "identity": "mallory", "scope": "admin",
