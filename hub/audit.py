@@ -37,6 +37,7 @@ from schemas.manifest import DEFAULT_NAMESPACE, namespace_of
 from storage import ObjectStore
 
 from .auth import EVERY_NAMESPACE, Identity, LazySecret, Secret, canonical
+from .refs import check_namespace
 
 PURPOSE = "audit record"
 HEAD_PURPOSE = "audit head"
@@ -147,7 +148,7 @@ class AuditLog:
     def records(self, namespace: str | None = None, since: datetime | None = None) -> list[dict]:
         """The records of one log (or of all), oldest first, at or after `since`."""
         found = []
-        for log in [namespace] if namespace else self.logs():
+        for log in [_checked_log(namespace)] if namespace else self.logs():
             for key in sorted(self.store.list_keys(f"audit/{log}/")):
                 if key.endswith("/HEAD.json"):
                     continue
@@ -162,7 +163,7 @@ class AuditLog:
         """What is wrong with the logs (nothing: an empty list): edited, made-up, missing or
         reordered records, and a HEAD that does not match them."""
         problems = []
-        for log in [namespace] if namespace else self.logs():
+        for log in [_checked_log(namespace)] if namespace else self.logs():
             problems += self._verify_log(log)
         return problems
 
@@ -205,6 +206,11 @@ class AuditLog:
         elif keys:
             problems.append(f"{log}: records without a HEAD")
         return problems
+
+
+def _checked_log(name: str) -> str:
+    """A log's name as asked for: the hub's own, the default namespace's, or a namespace."""
+    return name if name in (HUB_LOG, DEFAULT_NAMESPACE) else check_namespace(name)
 
 
 def log_name(namespace: str | None) -> str | None:

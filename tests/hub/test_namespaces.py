@@ -13,7 +13,7 @@ import pytest
 from hub.audit import AuditLog, head_key, record_hash, record_key
 from hub.auth import Grant, TokenStore, canonical, load_secret
 from hub.registry import Registry
-from schemas.errors import Unauthorized
+from schemas.errors import InvalidReference, Unauthorized
 from schemas.settings import load_settings
 from tests.support.apps import InProcessHub
 from tests.support.archives import tar_gz_of
@@ -275,6 +275,15 @@ def test_the_newest_records_removed_with_an_unsigned_head_are_detected(logged):
     objects.delete(record_key("team", 5))
     objects.put_bytes(head_key("team"), canonical({"seq": 4, "hash": record_hash(fourth)}))
     assert any("HEAD not signed" in p for p in log.verify())
+
+
+@pytest.mark.parametrize("asked", ["../../etc", "team/..", "Team"])
+def test_a_log_is_asked_for_by_namespace_not_by_path(logged, asked):
+    _, _, log = logged
+    for read in (log.records, log.verify):
+        with pytest.raises(InvalidReference, match="invalid namespace"):
+            read(asked)
+    assert len(log.records("team")) == 5 and log.verify("team") == []
 
 
 def test_eight_processes_publishing_into_two_namespaces_lose_nothing(tmp_path, examples):
