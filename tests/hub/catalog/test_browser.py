@@ -2,8 +2,9 @@
 `modelhub serve`. Find a model, read it, run it, compare versions, download a file; a hostile
 card runs nothing and reaches no other host; a private hub signs people in.
 
-Screenshots of the list and a model page go to $MODELHUB_SCREENSHOTS when it is set (the README's
-come from `MODELHUB_SCREENSHOTS=docs/screenshots make test PYTEST_ARGS=tests/hub/catalog`).
+Screenshots of the list and a model page go to $MODELHUB_SCREENSHOTS when it is set (the
+README's come from
+`MODELHUB_SCREENSHOTS=docs/screenshots make test PYTEST_ARGS=tests/hub/catalog/test_browser.py`).
 """
 from __future__ import annotations
 
