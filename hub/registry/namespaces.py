@@ -7,6 +7,7 @@ admins never lose each other's change.
 """
 from __future__ import annotations
 
+import collections
 from datetime import datetime, timezone
 
 from schemas.errors import ConcurrentModification, NamespaceExists, ObjectExists, ObjectNotFound
@@ -35,24 +36,26 @@ class Namespaces:
         """{name, private, created, updated, models}: its record, or what one without a record
         means (public)."""
         checked_namespace(namespace)
-        try:
-            record = self.store.get_json(namespace_key(namespace))
-        except (ObjectNotFound, ValueError):
-            record = {"name": namespace, "private": False, "created": None, "updated": None}
-        models = self.model_names(namespace)
-        return {**record, "name": namespace, "private": bool(record.get("private")),
-                "models": len(models)}
+        return self._described(namespace, len(self.model_names(namespace)))
 
     def namespaces(self) -> list[dict]:
         """Every namespace with a record or a model, `default` first."""
-        names = {DEFAULT_NAMESPACE}
-        names.update(namespace_of(n) for n in self.model_names())
+        models = collections.Counter(namespace_of(n) for n in self.model_names())
+        names = {DEFAULT_NAMESPACE, *models}
         for key in self.store.list_keys("namespaces/"):
             parts = key.split("/")
             if len(parts) == 3 and parts[2] == "namespace.json":
                 names.add(parts[1])
         ordered = [DEFAULT_NAMESPACE] + sorted(names - {DEFAULT_NAMESPACE})
-        return [self.namespace(n) for n in ordered]
+        return [self._described(n, models[n]) for n in ordered]
+
+    def _described(self, namespace: str, models: int) -> dict:
+        try:
+            record = self.store.get_json(namespace_key(namespace))
+        except (ObjectNotFound, ValueError):
+            record = {"name": namespace, "private": False, "created": None, "updated": None}
+        return {**record, "name": namespace, "private": bool(record.get("private")),
+                "models": models}
 
     def create_namespace(self, namespace: str, private: bool = False) -> dict:
         """Make the namespace's record; NamespaceExists if it has one (or models)."""
