@@ -11,6 +11,8 @@ protocol's other servers do; every key the protocol defines must have its type.
 """
 from __future__ import annotations
 
+import math
+
 import orjson
 from marshmallow import EXCLUDE, INCLUDE, Schema, ValidationError, fields, validate, validates
 
@@ -66,9 +68,7 @@ class InputTensorSchema(Schema):
 
     @validates("shape")
     def _not_too_large(self, shape: list[int], **_) -> None:
-        count = 1
-        for dim in shape:
-            count *= dim  # Python integers: no overflow
+        count = math.prod(shape)  # Python integers: no overflow
         if count > MAX_ELEMENTS:
             raise ValidationError(f"{count} elements is more than a tensor may hold "
                                   f"({MAX_ELEMENTS})")
@@ -82,9 +82,12 @@ class OutputTensorSchema(Schema):
     parameters = fields.Nested(ParametersSchema, load_default=dict)
 
 
+def repeated_names(names: list[str]) -> list[str]:
+    return sorted({n for n in names if names.count(n) > 1})
+
+
 def _unique_names(tensors: list[dict]) -> None:
-    names = [t["name"] for t in tensors]
-    repeated = sorted({n for n in names if names.count(n) > 1})
+    repeated = repeated_names([t["name"] for t in tensors])
     if repeated:
         raise ValidationError(f"names must be unique; repeated: {', '.join(repeated)}")
 

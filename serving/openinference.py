@@ -11,6 +11,7 @@ from importlib.metadata import PackageNotFoundError, version as package_version
 import numpy as np
 
 from schemas.errors import InvalidArgument
+from schemas.inference import repeated_names
 
 from .dataplane import Call, DataPlane
 from .served import AVAILABLE, DEFAULT_SIGNATURE, ServedVersion
@@ -57,7 +58,7 @@ def model_metadata(dataplane: DataPlane, served: ServedVersion) -> dict:
 
 
 def check_unique(names: list[str], what: str) -> None:
-    repeated = sorted({n for n in names if names.count(n) > 1})
+    repeated = repeated_names(names)
     if repeated:
         raise InvalidArgument(f"{what} names must be unique; repeated: {', '.join(repeated)}")
 

@@ -15,7 +15,7 @@ import struct
 import numpy as np
 
 from schemas.errors import TensorError
-from schemas.inference import V2_TO_TF
+from schemas.inference import MAX_ELEMENTS, V2_TO_TF
 
 #: TensorFlow dtype names (as in manifests) -> numpy dtypes. Strings are object arrays of bytes.
 NUMPY_DTYPES = {
@@ -204,3 +204,21 @@ def encode_binary(array: np.ndarray) -> bytes:
             parts.append(item)
         return b"".join(parts)
     return np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
+
+
+def checked_dims(shape: list[int], where: str) -> list[int]:
+    """A request's shape, refused when a dimension is negative or it holds more elements than
+    a tensor may."""
+    if any(d < 0 for d in shape):
+        raise TensorError(f"{where}: shape {shape} has a negative dimension")
+    if math.prod(shape) > MAX_ELEMENTS:
+        raise TensorError(f"{where}: shape {shape} holds more elements than a tensor may "
+                          f"({MAX_ELEMENTS})")
+    return shape
+
+
+def shaped(array: np.ndarray, shape: list[int], where: str) -> np.ndarray:
+    """`array` in `shape`, which must hold exactly as many values."""
+    if array.size != math.prod(shape):
+        raise TensorError(f"{where}: {array.size} values for shape {shape}")
+    return array.reshape(shape)

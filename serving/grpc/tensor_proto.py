@@ -13,9 +13,8 @@ import numpy as np
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 
 from schemas.errors import TensorError
-from schemas.inference import MAX_ELEMENTS
 
-from ..tensors import NUMPY_DTYPES, TF_DTYPE_ENUMS
+from ..tensors import NUMPY_DTYPES, TF_DTYPE_ENUMS, checked_dims
 
 #: DataType enum value <-> TensorFlow dtype name, for the dtypes a request may carry.
 ENUM_OF = {name: types_pb2.DataType.Value(enum) for name, enum in TF_DTYPE_ENUMS.items()
@@ -43,13 +42,7 @@ def dtype_name(enum: int) -> str:
 def shape_of(proto: tensor_pb2.TensorProto, where: str) -> list[int]:
     if proto.tensor_shape.unknown_rank:
         raise TensorError(f"{where}: a tensor of unknown rank cannot be fed")
-    shape = [d.size for d in proto.tensor_shape.dim]
-    if any(d < 0 for d in shape):
-        raise TensorError(f"{where}: shape {shape} has a negative dimension")
-    if math.prod(shape) > MAX_ELEMENTS:
-        raise TensorError(f"{where}: shape {shape} holds more elements than a tensor may "
-                          f"({MAX_ELEMENTS})")
-    return shape
+    return checked_dims([d.size for d in proto.tensor_shape.dim], where)
 
 
 def to_array(proto: tensor_pb2.TensorProto, where: str) -> np.ndarray:

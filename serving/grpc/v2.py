@@ -12,10 +12,10 @@ from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from hub.refs import check_version
 from schemas.errors import InvalidArgument, ModelNotFound, NotAvailable, TensorError
-from schemas.inference import MAX_ELEMENTS, V2_TO_TF
+from schemas.inference import V2_TO_TF
 
 from .. import openinference
-from ..tensors import NUMPY_DTYPES, decode_binary, encode_binary
+from ..tensors import NUMPY_DTYPES, checked_dims, decode_binary, encode_binary, shaped
 from .common import Servicer, deadline_of, rpc
 
 SERVICE = "inference.GRPCInferenceService"
@@ -42,19 +42,6 @@ def _parameter(parameters, key: str) -> str | None:
     return value.string_param
 
 
-def _shape(tensor, where: str) -> list[int]:
-    shape = list(tensor.shape)
-    count = 1
-    for dim in shape:
-        if dim < 0:
-            raise TensorError(f"{where}: shape {shape} has a negative dimension")
-        count *= dim
-    if count > MAX_ELEMENTS:
-        raise TensorError(f"{where}: shape {shape} holds more elements than a tensor may "
-                          f"({MAX_ELEMENTS})")
-    return shape
-
-
 def input_arrays(request: service_pb2.ModelInferRequest) -> dict[str, np.ndarray]:
     raw = list(request.raw_input_contents)
     if raw and len(raw) != len(request.inputs):
@@ -66,7 +53,7 @@ def input_arrays(request: service_pb2.ModelInferRequest) -> dict[str, np.ndarray
         where = f"input {tensor.name}"
         if tensor.datatype not in V2_TO_TF:
             raise TensorError(f"{where}: unknown datatype {tensor.datatype!r}")
-        shape = _shape(tensor, where)
+        shape = checked_dims(list(tensor.shape), where)
         if raw:
             arrays[tensor.name] = decode_binary(memoryview(raw[i]), tensor.datatype, shape, where)
             continue
@@ -83,12 +70,7 @@ def input_arrays(request: service_pb2.ModelInferRequest) -> dict[str, np.ndarray
                 array = np.array(values, dtype=NUMPY_DTYPES[dtype])
             except OverflowError as e:
                 raise TensorError(f"{where}: values out of range for {dtype}") from e
-        count = 1
-        for dim in shape:
-            count *= dim
-        if array.size != count:
-            raise TensorError(f"{where}: {array.size} values for shape {shape}")
-        arrays[tensor.name] = array.reshape(shape)
+        arrays[tensor.name] = shaped(array, shape, where)
     return arrays
 
 

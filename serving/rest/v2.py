@@ -25,7 +25,7 @@ from schemas.inference import V2_TO_TF, load_inference_request
 
 from .. import confinement, json_body, openinference
 from ..dataplane import Call, DataPlane
-from ..tensors import decode_binary, encode_binary, to_array, to_json
+from ..tensors import decode_binary, encode_binary, shaped, to_array, to_json
 from .http import Request, Response, error_response, json_response
 
 PREFIX = "/v2"
@@ -114,13 +114,7 @@ def _input_arrays(body: dict, binary: memoryview) -> dict[str, np.ndarray]:
             continue
         if "data" not in tensor:
             raise TensorError(f"{where}: no 'data' and no binary_data_size")
-        array = to_array(tensor["data"], V2_TO_TF[datatype], where)
-        count = 1
-        for dim in shape:
-            count *= dim
-        if array.size != count:
-            raise TensorError(f"{where}: {array.size} values for shape {shape}")
-        arrays[name] = array.reshape(shape)
+        arrays[name] = shaped(to_array(tensor["data"], V2_TO_TF[datatype], where), shape, where)
     if offset != len(binary):
         raise InvalidArgument(f"{len(binary) - offset} bytes follow the last binary tensor; "
                               "binary_data_size must cover the whole binary part")
