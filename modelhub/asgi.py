@@ -92,7 +92,7 @@ class ModelhubApp:
         await send({"type": "lifespan.shutdown.complete"})
 
     async def start(self) -> None:
-        if self.serving is not None and self.settings.grpc_port:
+        if self.settings.grpc_serving_port:
             from serving.grpc import start_grpc_server
 
             self.grpc = await start_grpc_server(self.serving, self.settings.host,
@@ -124,7 +124,7 @@ class ModelhubApp:
 
 
 def create_asgi(settings: Settings, *, run_dir: RunDir | None = None) -> ModelhubApp:
-    if settings.serves and settings.grpc_port:
+    if settings.grpc_serving_port:
         # Its protos import TensorFlow's: done here, before the model manager's thread starts
         # importing TensorFlow too (two threads importing one package see it half made).
         import serving.grpc  # noqa: F401

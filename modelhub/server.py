@@ -56,11 +56,6 @@ mimetypes.init()
 PACKAGES = ("modelhub", "hub", "serving", "storage", "schemas")
 
 
-def grpc_port(settings: Settings) -> int:
-    """The gRPC port, where this role serves gRPC (0: none)."""
-    return settings.grpc_port if settings.serves else 0
-
-
 class ModelhubWorker(UvicornWorker):
     """A gunicorn worker running uvicorn with modelhub's HTTP protocol and limits."""
 
@@ -129,7 +124,7 @@ def confine_worker(settings: Settings, store: ObjectStore,
         cache, read, write, temp_dir=temp, packages=PACKAGES, network_client=not local)
     return confinement.confine(read_only, read_write,
                                connect_ports=() if local else (_s3_port(store),),
-                               bind_ports=[p for p in (grpc_port(settings),) if p])
+                               bind_ports=[p for p in (settings.grpc_serving_port,) if p])
 
 
 def check_port_free(host: str, port: int, what: str) -> None:
@@ -221,7 +216,7 @@ def run(settings: Settings, run_dir: RunDir) -> None:
     if settings.port == 0:  # every worker binds its own socket: they must agree on a port
         settings = settings.replace(port=free_port(settings.host))
     check_port_free(settings.host, settings.port, "HTTP")
-    if grpc_port(settings):
+    if settings.grpc_serving_port:
         check_port_free(settings.host, settings.grpc_port, "gRPC")
     try:
         Server(settings, run_dir).run()

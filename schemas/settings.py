@@ -256,6 +256,11 @@ class Settings:
         return self.role in ("all", "serving")
 
     @property
+    def grpc_serving_port(self) -> int:
+        """The port gRPC is served on, where this role serves predictions (0: none)."""
+        return self.grpc_port if self.serves else 0
+
+    @property
     def hosts_hub(self) -> bool:
         return self.role in ("all", "hub")
 
