@@ -79,10 +79,11 @@ async def handle(request: Request, dataplane: DataPlane, call: Call) -> Response
     if target in ("", "/"):
         if request.method != "GET":
             return error_response(f"Method {request.method} not allowed on {request.path}", 405)
+        models = dataplane.manager.all_models()
+        visible = set(dataplane.visible(call, models))
         return json_response({"models": [
             {"name": name, "model_version_status": [status_record(s) for s in served]}
-            for name, served in dataplane.manager.all_models().items()
-            if name in dataplane.visible(call, [name])]})
+            for name, served in models.items() if name in visible]})
     if not target.startswith("/"):
         raise ModelNotFound(f"Malformed request: {request.method} {request.path}")
     parts = _parse(request, target[1:])
