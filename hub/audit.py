@@ -36,7 +36,15 @@ from schemas.errors import (
 from schemas.manifest import DEFAULT_NAMESPACE, namespace_of
 from storage import ObjectStore
 
-from .auth import EVERY_NAMESPACE, Identity, LazySecret, Secret, canonical
+from .auth import (
+    EVERY_NAMESPACE,
+    Identity,
+    LazySecret,
+    Secret,
+    canonical,
+    record_is_signed,
+    sign_record,
+)
 from .refs import check_namespace
 
 PURPOSE = "audit record"
@@ -89,12 +97,10 @@ class AuditLog:
         self.secret = secret
 
     def _sign(self, purpose: str, record: dict) -> str | None:
-        return None if self.secret is None else self.secret.sign(purpose, canonical(record))
+        return None if self.secret is None else sign_record(self.secret, purpose, record)
 
     def _signed(self, purpose: str, record: dict) -> bool:
-        signed = {k: v for k, v in record.items() if k != "mac"}
-        return self.secret is not None and self.secret.verify(purpose, canonical(signed),
-                                                              record.get("mac"))
+        return self.secret is not None and record_is_signed(self.secret, purpose, record)
 
     # --- writing -------------------------------------------------------------------------------
 

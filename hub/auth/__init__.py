@@ -15,7 +15,16 @@ from .access import (
     session_token,
 )
 from .allowances import allowance_is_genuine, sign_allowance
-from .secret import MIN_SECRET_BYTES, LazySecret, Secret, canonical, load_secret, secret_file_for
+from .secret import (
+    MIN_SECRET_BYTES,
+    LazySecret,
+    Secret,
+    canonical,
+    load_secret,
+    record_is_signed,
+    secret_file_for,
+    sign_record,
+)
 from .tokens import (
     CACHE_SECONDS,
     EVERY_NAMESPACE,
@@ -34,5 +43,5 @@ __all__ = ["Access", "CACHE_SECONDS", "CSRF_HEADER", "EVERY_NAMESPACE", "Grant",
            "LazySecret", "MIN_SECRET_BYTES", "NamespacePrivacy", "SESSION_COOKIE", "Secret",
            "TOKEN_PATTERN", "TOKEN_PREFIX", "TokenStore", "access_for", "allowance_is_genuine",
            "bearer_token", "canonical", "csrf_token", "last_used_key", "load_secret",
-           "public_record", "scope_allows", "secret_file_for", "session_token",
-           "sign_allowance", "token_key"]
+           "public_record", "record_is_signed", "scope_allows", "secret_file_for",
+           "session_token", "sign_allowance", "sign_record", "token_key"]

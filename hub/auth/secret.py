@@ -101,3 +101,16 @@ class LazySecret:
 def canonical(record: dict) -> bytes:
     """The bytes a record's signature covers: sorted keys, no spaces."""
     return json.dumps(record, sort_keys=True, separators=(",", ":")).encode()
+
+
+def sign_record(secret: Secret | LazySecret, purpose: str, record: dict,
+                field: str = "mac") -> str:
+    """The signature of `record`, over everything but its signature `field`."""
+    return secret.sign(purpose, canonical({k: v for k, v in record.items() if k != field}))
+
+
+def record_is_signed(secret: Secret | LazySecret, purpose: str, record: object,
+                     field: str = "mac") -> bool:
+    """Whether `record[field]` is `sign_record`'s signature of it."""
+    return isinstance(record, dict) and secret.verify(
+        purpose, canonical({k: v for k, v in record.items() if k != field}), record.get(field))

@@ -36,7 +36,7 @@ from schemas.manifest import DEFAULT_NAMESPACE
 from storage import ObjectStore
 
 from ..refs import check_namespace
-from .secret import LazySecret, Secret, canonical
+from .secret import LazySecret, Secret, canonical, record_is_signed, sign_record
 
 TOKEN_PREFIX = "mh_"
 TOKEN_PATTERN = re.compile(r"mh_([0-9a-f]{16})_([A-Za-z0-9_-]{20,})")
@@ -176,7 +176,7 @@ class TokenStore:
                   "description": description, "created": _now(),
                   "expires": expires.isoformat() if expires else None,
                   "token_mac": self.secret.sign("token", token.encode())}
-        record["mac"] = self.secret.sign("token record", canonical(record))
+        record["mac"] = sign_record(self.secret, "token record", record)
         try:
             self.store.put_if_absent(token_key(token_id), canonical(record))
         except ObjectExists:  # 64 random bits collided: astronomically unlikely, but refuse
@@ -261,8 +261,7 @@ class TokenStore:
     def _verified(self, record: object, token_id: str) -> bool:
         if not isinstance(record, dict) or record.get("id") != token_id:
             return False
-        signed = {k: v for k, v in record.items() if k != "mac"}
-        return self.secret.verify("token record", canonical(signed), record.get("mac"))
+        return record_is_signed(self.secret, "token record", record)
 
     def _read(self, token_id: str) -> tuple[Identity, str] | None:
         """The identity a token record gives and the MAC of its token, if the record verifies."""
