@@ -403,3 +403,32 @@ def _example(x: float) -> bytes:
 
     feature = {"x": tf.train.Feature(float_list=tf.train.FloatList(value=[x]))}
     return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def test_a_grpc_call_keeps_its_model_off_the_loop():
+    """The gRPC front's handler marks its own task's requests; the caller's context is left
+    as it was."""
+    from serving.grpc.common import Servicer, rpc
+
+    class Access:
+        async def require_async(self, token, needed):
+            return None
+
+    class DataPlane:
+        def finish(self, call, status):
+            pass
+
+    class Context:
+        def invocation_metadata(self):
+            return ()
+
+    class Probe(Servicer):
+        @rpc(api="probe")
+        async def Method(self, request, context, call):
+            return MODEL_CALL_ON_LOOP.get()
+
+    async def through_the_front():
+        seen = await asyncio.create_task(Probe(DataPlane(), Access()).Method(None, Context()))
+        return seen, MODEL_CALL_ON_LOOP.get()
+
+    assert asyncio.run(through_the_front()) == (False, True)
